@@ -1,0 +1,43 @@
+"""Sat2Sound core library: model, preprocessing, heatmaps, retrieval, synthesis, export.
+
+Importable without Streamlit. The public names below are the stable API the app, the CLI, notebooks
+and outside fidelity checks use; they are imported lazily so ``import sat2sound_core`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "load_model": "sat2sound_core.model.loading",
+    "Sat2Sound": "sat2sound_core.model.sat2sound",
+    "Encoding": "sat2sound_core.model.sat2sound",
+    "image_to_tensor": "sat2sound_core.model.image",
+    "log_mel": "sat2sound_core.model.audio",
+    "load_audio": "sat2sound_core.model.audio",
+    "Metadata": "sat2sound_core.model.metadata",
+    "load_synthesizer": "sat2sound_core.synthesis",
+    "Synthesizer": "sat2sound_core.synthesis",
+    "Audio": "sat2sound_core.synthesis",
+    "Settings": "sat2sound_core.settings",
+    "get_settings": "sat2sound_core.settings",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sat2sound_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
