@@ -130,7 +130,7 @@ def crop_resize_normalize(pixels: np.ndarray, crop: int) -> torch.Tensor:
     crops outside the trained zoom levels, e.g. to study the model).
     """
     cropped = np.ascontiguousarray(center_crop(pixels, crop))
-    resized = Image.fromarray(cropped).resize((INPUT_SIZE, INPUT_SIZE), Image.BICUBIC)
+    resized = Image.fromarray(cropped).resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BICUBIC)
     x = np.asarray(resized).astype(np.float32) / np.float32(255.0)
     x = (x - IMAGENET_MEAN) / IMAGENET_STD
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
