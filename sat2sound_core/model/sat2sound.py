@@ -1,0 +1,352 @@
+"""The Sat2Sound model: image, audio and text towers meeting in one sparse codebook.
+
+:class:`Sat2Sound` computes what the official ``sat2soundModel.get_embeds`` computes in evaluation
+(MODEL.md §1–§8) and keeps the official state_dict names, so an official checkpoint loads after
+:meth:`Sat2Sound.convert_official_state_dict` (which only drops known-dead tensors and slices the
+value part of the last HTS-AT block's qkv). Every ``encode_*`` returns an :class:`Encoding`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from sat2sound_core.errors import ConfigError, InputError, WeightsError
+from sat2sound_core.model.config import GSD, ModelConfig
+from sat2sound_core.model.fdt import FDT, CodebookQuery
+from sat2sound_core.model.fuser import SatEncoder
+from sat2sound_core.model.htsat import AudioEncoder
+from sat2sound_core.model.metadata import Metadata, MetadataBatch, encode_metadata
+from sat2sound_core.model.vit import SatMAEBackbone
+
+PRECISIONS = ("fp32", "bf16")
+_PRECISION_ALIASES = {"fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16"}
+_HTSAT = "audio_encoder.model.audio_enc"
+
+
+@dataclass
+class Encoding:
+    """What one ``encode_*`` call returns.
+
+    ``embedding`` (B, 1024): the un-normalised codebook embedding (L2-normalise before cosine
+    similarities); ``codebook_weights`` (B, 16000): its sparsemax weights; ``token_scores``
+    (B, N, 16000) or None: raw token·codebook dot products before any scaling or masking, for all N
+    tokens (for images: the 196 patch tokens in row-major order, then the metadata tokens);
+    ``token_valid`` (B, N) bool or None: which tokens are real (text padding and invalid metadata
+    tokens are False).
+    """
+
+    embedding: torch.Tensor
+    codebook_weights: torch.Tensor
+    token_scores: torch.Tensor | None = None
+    token_valid: torch.Tensor | None = None
+
+
+class Sat2Sound(nn.Module):
+    """Sat2Sound (Khanal et al.) as plain PyTorch modules, evaluation semantics only.
+
+    Build it from a :class:`ModelConfig` and load weights with
+    ``model.load_state_dict(model.convert_official_state_dict(sd), strict=True)`` (what
+    ``sat2sound_core.load_model`` does). ``text_encoder`` is an object with
+    ``encode(texts) -> (hidden (B,L,1024) float32, mask (B,L) bool)`` attached by the loader; it is
+    not a submodule and not part of the state_dict.
+    """
+
+    #: official keys that nothing in evaluation reads; dropped silently by the converter
+    UNUSED_KEYS_PATTERNS: tuple[str, ...] = (
+        r"^logit_scale_[A-Za-z_]+$",
+        rf"^{re.escape(_HTSAT)}\.audio_feats_extractor\.",
+        rf"^{re.escape(_HTSAT)}\.tscam_conv\.",
+        rf"^{re.escape(_HTSAT)}\.head\.",
+        r"(^|\.)num_batches_tracked$",
+        # last HTS-AT block (official sizes): only its value path is used
+        rf"^{re.escape(_HTSAT)}\.layers\.3\.blocks\.1\.(mlp\.|attn_mask$|attn\.relative_position_)",
+    )
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        self.satmae_backbone = SatMAEBackbone(self.config)
+        self.sat_encoder = SatEncoder(self.config) if self.config.has_metadata else None
+        self.audio_encoder = AudioEncoder(self.config)
+        self.fdt = FDT(self.config)
+        self._text_encoder: Any = None
+        self._precision = "fp32"
+        self.eval()
+        self.requires_grad_(False)
+
+    # ------------------------------------------------------------------ text encoder attachment
+    @property
+    def text_encoder(self) -> Any:
+        """The attached text encoder (``encode(texts) -> (hidden, mask)``) or None."""
+        return self._text_encoder
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # keep the text encoder out of _modules so it never enters state_dict/precision casts
+        if name == "text_encoder":
+            object.__setattr__(self, "_text_encoder", value)
+            return
+        super().__setattr__(name, value)
+
+    # ------------------------------------------------------------------ state_dict conversion
+    def unused_key_patterns(self) -> tuple[str, ...]:
+        """:attr:`UNUSED_KEYS_PATTERNS` with the last HTS-AT block indexed for this config."""
+        last_stage = len(self.config.htsat_depths) - 1
+        last_block = self.config.htsat_depths[-1] - 1
+        last = (rf"^{re.escape(_HTSAT)}\.layers\.{last_stage}\.blocks\.{last_block}\."
+                r"(mlp\.|attn_mask$|attn\.relative_position_)")
+        return (*self.UNUSED_KEYS_PATTERNS[:-1], last)
+
+    def _last_block_prefix(self) -> str:
+        last_stage = len(self.config.htsat_depths) - 1
+        last_block = self.config.htsat_depths[-1] - 1
+        return f"{_HTSAT}.layers.{last_stage}.blocks.{last_block}.attn."
+
+    def convert_official_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Map an official state_dict (exact official keys) onto this module's keys.
+
+        Drops keys matching :meth:`unused_key_patterns`, and replaces the last HTS-AT block's
+        ``attn.qkv`` (3C×C) by its value rows ``attn.v_proj`` (C×C). Nothing is invented: every other
+        key passes through unchanged, so a strict ``load_state_dict`` still reports anything missing
+        or unexpected. Already-converted state_dicts pass through unchanged.
+        """
+        patterns = [re.compile(p) for p in self.unused_key_patterns()]
+        prefix = self._last_block_prefix()
+        out: dict[str, torch.Tensor] = {}
+        for key, value in state_dict.items():
+            if any(p.search(key) for p in patterns):
+                continue
+            if key.startswith(prefix + "qkv."):
+                leaf = key[len(prefix + "qkv."):]
+                rows = value.shape[0]
+                if rows % 3:
+                    raise WeightsError(f"{key} has {rows} rows, not a multiple of 3: not an HTS-AT qkv")
+                out[f"{prefix}v_proj.{leaf}"] = value[2 * rows // 3:].clone()
+                continue
+            out[key] = value
+        return out
+
+    def official_keys(self) -> list[str]:
+        """The official state_dict keys this model consumes (its own keys with the last block's
+        ``v_proj`` named as the official ``qkv``); the dead keys of :meth:`unused_key_patterns` are
+        accepted on top of these."""
+        prefix = self._last_block_prefix()
+        return [k.replace(prefix + "v_proj.", prefix + "qkv.") for k in self.state_dict()]
+
+    # ------------------------------------------------------------------ precision
+    @property
+    def precision(self) -> str:
+        """``"fp32"`` or ``"bf16"``."""
+        return self._precision
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return self.fdt.space_dict.device
+
+    def set_precision(self, precision: str) -> Sat2Sound:
+        """Choose the matrix-math precision: ``"fp32"`` or ``"bf16"``.
+
+        bf16 casts the Linear/Conv/Embedding weights to bfloat16 once and runs the towers under bf16
+        autocast; LayerNorm/BatchNorm parameters, the residual streams, the positional embedding, the
+        codebook pooling, sparsemax and the final ``weights · codebook`` product stay float32.
+        Switching back to fp32 after bf16 would be lossy, so it raises: reload the model instead.
+        """
+        wanted = _PRECISION_ALIASES.get(str(precision).lower())
+        if wanted is None:
+            raise ConfigError(f"unknown precision {precision!r}; use one of {list(PRECISIONS)}")
+        if wanted == self._precision:
+            return self
+        if wanted == "fp32":
+            raise ConfigError("this model's weights were cast to bf16; reload it to run in fp32")
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Conv2d | nn.Embedding):
+                module.to(torch.bfloat16)
+            elif hasattr(module, "in_proj_weight"):
+                module.in_proj_weight.data = module.in_proj_weight.data.to(torch.bfloat16)
+                module.in_proj_bias.data = module.in_proj_bias.data.to(torch.bfloat16)
+        self.fdt.score_codebook = self.fdt.space_dict.detach().to(torch.bfloat16)
+        self._precision = "bf16"
+        return self
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        if self.fdt.score_codebook is not None:
+            self.fdt.score_codebook = self.fdt.space_dict.detach().to(torch.bfloat16)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Sat2Sound:  # .to(device) moves the bf16 copy too
+        super()._apply(fn, recurse)
+        if self.fdt.score_codebook is not None:
+            self.fdt.score_codebook = self.fdt.space_dict.detach().to(torch.bfloat16)
+        return self
+
+    @contextlib.contextmanager
+    def _compute(self) -> Iterator[None]:
+        with torch.inference_mode():
+            if self._precision == "bf16":
+                with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                    yield
+            else:
+                yield
+
+    # ------------------------------------------------------------------ input validation
+    def _float_tensor(self, x: object, what: str) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise InputError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise InputError(f"{what} must be a floating-point tensor, got dtype {x.dtype}")
+        if not bool(torch.isfinite(x).all()):
+            raise InputError(f"{what} contains NaN or infinite values")
+        return x.to(self.device, torch.float32)
+
+    def _scales(self, scales: int | Sequence[int], batch: int) -> list[int]:
+        allowed = self.config.allowed_scales
+        if isinstance(scales, int | torch.Tensor) and not isinstance(scales, bool) and (
+                not isinstance(scales, torch.Tensor) or scales.ndim == 0):
+            values = [int(scales)] * batch
+        elif isinstance(scales, Sequence | torch.Tensor) and not isinstance(scales, str):
+            values = [int(s) for s in scales]
+            if len(values) != batch:
+                raise InputError(f"got {len(values)} scales for a batch of {batch} images")
+        else:
+            raise InputError(f"scales must be an int or a list of ints, got {type(scales).__name__}")
+        bad = sorted({s for s in values if s not in allowed})
+        if bad:
+            raise InputError(
+                f"scale(s) {bad} not supported for sat_type {self.config.sat_type!r}; "
+                f"use one of {list(allowed)}"
+            )
+        return values
+
+    def _metadata(self, metadata: object, batch: int) -> MetadataBatch | None:
+        if not self.config.has_metadata:
+            given = metadata is not None and not (
+                isinstance(metadata, Sequence) and not isinstance(metadata, str)
+                and all(m is None for m in metadata))
+            if given:
+                warnings.warn(
+                    f"model {self.config.name!r} has no metadata fuser (metadata_type 'none'); "
+                    "the metadata passed to encode_image is ignored",
+                    stacklevel=3,
+                )
+            return None
+        return encode_metadata(metadata, self.config.metadata_type, batch).to(self.device)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ encoders
+    def _finish(self, query: CodebookQuery, valid: torch.Tensor | None) -> Encoding:
+        return Encoding(
+            embedding=query.embedding,
+            codebook_weights=query.weights,
+            token_scores=query.scores,
+            token_valid=valid if query.scores is not None else None,
+        )
+
+    def image_tokens(self, images: torch.Tensor, scales: int | Sequence[int],
+                     metadata: Metadata | Sequence[Metadata | None] | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens the image query sees, (B, 196+M, 1024), and their validity (B, 196+M) bool."""
+        cfg = self.config
+        x = self._float_tensor(images, "images")
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or tuple(x.shape[1:]) != (3, cfg.img_size, cfg.img_size):
+            raise InputError(
+                f"images must have shape (B, 3, {cfg.img_size}, {cfg.img_size}) (use image_to_tensor), "
+                f"got {tuple(images.shape)}"
+            )
+        batch = x.shape[0]
+        values = self._scales(scales, batch)
+        resolution = torch.tensor(values, dtype=torch.float32, device=self.device) * torch.tensor(
+            GSD[cfg.sat_type], dtype=torch.float32)
+        meta = self._metadata(metadata, batch)
+        with self._compute():
+            tokens = self.satmae_backbone(x, resolution).float()
+            valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=self.device)
+            if meta is not None and self.sat_encoder is not None:
+                tokens, meta_valid = self.sat_encoder(tokens, meta)
+                valid = torch.cat([valid, meta_valid], dim=1)
+        return tokens.float(), valid
+
+    def encode_image(self, images: torch.Tensor, scales: int | Sequence[int] = 1,
+                     metadata: Metadata | Sequence[Metadata | None] | None = None,
+                     return_token_scores: bool = False) -> Encoding:
+        """Embed satellite images (B,3,224,224) (the output of ``image_to_tensor``).
+
+        ``scales`` is the zoom level of every image (one int or one per image; bingmap/sentinel
+        1, 3 or 5, googleEarth 1), which sets the positional embedding's ground resolution.
+        ``metadata`` (withmeta models): one :class:`Metadata` for all images, one per image, or None
+        (all unknown; unknown tokens are excluded). A nometa model warns and ignores metadata.
+        """
+        tokens, valid = self.image_tokens(images, scales, metadata)
+        with self._compute():
+            query = self.fdt.query(tokens, self.fdt.img_query_model, return_scores=return_token_scores)
+        return self._finish(query, valid)
+
+    def audio_frames(self, mels: torch.Tensor) -> torch.Tensor:
+        """HTS-AT frame tokens (B, 32, 768) of log-mels (B, 1001, 64)."""
+        cfg = self.config
+        x = self._float_tensor(mels, "mels")
+        if x.ndim == 4 and x.shape[1] == 1:
+            x = x[:, 0]
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or tuple(x.shape[1:]) != (cfg.mel_frames, cfg.mel_bins):
+            raise InputError(
+                f"mels must have shape (B, {cfg.mel_frames}, {cfg.mel_bins}) (use log_mel), "
+                f"got {tuple(mels.shape)}"
+            )
+        with self._compute():
+            return self.audio_encoder(x).float()
+
+    def encode_audio(self, mels: torch.Tensor, return_token_scores: bool = False) -> Encoding:
+        """Embed 10-s log-mel spectrograms (B, 1001, 64) (the output of ``log_mel``)."""
+        frames = self.audio_frames(mels)
+        with self._compute():
+            query = self.fdt.query(frames, self.fdt.audio_query_model, return_scores=return_token_scores)
+        valid = torch.ones(frames.shape[:2], dtype=torch.bool, device=self.device)
+        return self._finish(query, valid)
+
+    def encode_text_states(self, hidden: torch.Tensor, mask: torch.Tensor,
+                           return_token_scores: bool = False) -> Encoding:
+        """Embed FLAN-T5 encoder hidden states (B, L, 1024) with their token mask (B, L) bool.
+
+        The official multiplicative mask is kept: padded tokens score exactly 0 and still take part
+        in the max-pool (MODEL.md §7, §12.4).
+        """
+        cfg = self.config
+        h = self._float_tensor(hidden, "hidden states")
+        if h.ndim != 3 or h.shape[-1] != cfg.text_dim:
+            raise InputError(f"hidden states must have shape (B, L, {cfg.text_dim}), got {tuple(hidden.shape)}")
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(h.shape[:2]):
+            raise InputError(f"mask must be a tensor of shape {tuple(h.shape[:2])} (True = real token)")
+        if mask.dtype != torch.bool:
+            if mask.is_floating_point() or not bool(((mask == 0) | (mask == 1)).all()):
+                raise InputError("mask must be boolean (or 0/1 integers), True for real tokens")
+            mask = mask == 1
+        mask = mask.to(self.device)
+        if not bool(mask.any(dim=1).all()):
+            raise InputError("every text needs at least one real token (a row of the mask is all False)")
+        with self._compute():
+            query = self.fdt.query(h, self.fdt.txt_query_model, mask=mask, return_scores=return_token_scores)
+        return self._finish(query, mask)
+
+    def encode_text(self, texts: Sequence[str], return_token_scores: bool = False) -> Encoding:
+        """Embed captions with the attached FLAN-T5 encoder (see :attr:`text_encoder`)."""
+        if self._text_encoder is None:
+            raise WeightsError(
+                "no text encoder is attached to this model; load it with sat2sound_core.load_model(...) "
+                "(which attaches FLAN-T5) or set model.text_encoder to an object with encode(texts)"
+            )
+        if isinstance(texts, str):
+            texts = [texts]
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise InputError("texts must be a non-empty list of strings")
+        hidden, mask = self._text_encoder.encode(list(texts))
+        return self.encode_text_states(hidden, mask, return_token_scores=return_token_scores)
