@@ -1,7 +1,25 @@
-"""Streamlit front end of the soundscape map (placeholder until the app issue lands)."""
+"""Sat2Sound soundscape map: click a place, see where sounds live on the satellite image, hear it, export it.
 
-import streamlit as st
+Run with ``streamlit run app/main.py`` (``make run``). This file only lays out widgets and keeps each
+session's state; every number comes from :mod:`sat2sound_core` (engine, export, synthesis) and
+:mod:`tiles`. See ``docs/app.md`` for the settings and the tests.
+"""
 
-st.set_page_config(page_title="Sat2Sound soundscape map", layout="wide")
-st.title("Sat2Sound soundscape map")
-st.write("The interactive map is being built. The library is usable from Python and the `sat2sound` CLI.")
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[1]
+if str(_REPO) not in sys.path:  # `streamlit run app/main.py` puts app/ (not the repo) on sys.path
+    sys.path.insert(0, str(_REPO))
+
+import streamlit as st  # noqa: E402
+
+from app import page  # noqa: E402
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+st.set_page_config(page_title="Sat2Sound soundscape map", page_icon="🎧", layout="wide")
+page.render()

@@ -1,0 +1,174 @@
+"""Thin glue between the page and the library APIs: provider choices, basemap, footprints, audio.
+
+Nothing here computes model outputs; it picks the right :mod:`tiles` / :mod:`sat2sound_core` call
+for what the user chose and shapes the answer for a widget. API keys stay on the server: a provider
+that needs a key is used for the model's imagery, but the browser's basemap then comes from a keyless
+provider (the key would otherwise end up in tile URLs sent to the browser).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from app.config import AppConfig
+from app.map_view import Basemap
+
+AUTO = "auto"
+CUSTOM = "custom"
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    """One entry of the provider select box: label and the terms/attribution line shown under it."""
+
+    label: str
+    terms: str
+
+
+def _family(checkpoint: str) -> str:
+    low = checkpoint.lower()
+    if "sentinel" in low:
+        return "sentinel"
+    if "soundingearth" in low:
+        return "googleEarth"
+    return "bingmap"
+
+
+def allowed_scales(checkpoint: str) -> list[int]:
+    """Scales the checkpoint's family was trained with (SoundingEarth: 1 only)."""
+    from sat2sound_core.model.config import ALLOWED_SCALES
+
+    return list(ALLOWED_SCALES.get(_family(checkpoint), (1, 3, 5)))
+
+
+def provider_choices(cfg: AppConfig) -> dict[str, ProviderChoice]:
+    """Provider select-box entries: the custom source when configured, 'auto', then the registry."""
+    from tiles.providers import REGISTRY
+
+    out: dict[str, ProviderChoice] = {}
+    if cfg.custom_tiles:
+        out[CUSTOM] = ProviderChoice("Custom tiles (SAT2SOUND_APP_TILE_URL)", cfg.tile_attribution)
+    out[AUTO] = ProviderChoice(
+        "Auto (the checkpoint family's default)",
+        "Bing-type checkpoints: Esri World Imagery; Sentinel: EOX Sentinel-2 cloudless 2020.",
+    )
+    for name, factory in REGISTRY.items():
+        p = factory()
+        out[name] = ProviderChoice(name, f"{p.notes} Attribution: {p.attribution}")
+    return out
+
+
+@st.cache_resource(show_spinner=False)
+def _custom_provider(url: str, attribution: str, max_zoom: int) -> Any:
+    from tiles.providers import XYZProvider
+
+    return XYZProvider(url, attribution, max_zoom=max_zoom, name="custom", cache_policy="memory")
+
+
+def engine_provider(choice: str, cfg: AppConfig | None = None) -> Any:
+    """What to pass as ``provider=`` to the engine: None (family default), a name or a provider object."""
+    if choice == AUTO:
+        return None
+    if choice == CUSTOM:
+        assert cfg is not None
+        return _custom_provider(cfg.tile_url, cfg.tile_attribution, cfg.tile_max_zoom)
+    return choice
+
+
+def resolved_provider(choice: str, checkpoint: str, cfg: AppConfig) -> Any:
+    """The tiles provider object the choice means for this checkpoint (None when there is no default)."""
+    from tiles.providers import DEFAULT_PROVIDER, get_provider
+
+    if choice == CUSTOM:
+        return engine_provider(choice, cfg)
+    name = DEFAULT_PROVIDER.get(_family(checkpoint)) if choice == AUTO else choice
+    return get_provider(name) if name else None
+
+
+def basemap(cfg: AppConfig, choice: str, checkpoint: str) -> Basemap:
+    """The browser's basemap for the chosen provider (keyless; see the module docstring)."""
+    if choice == CUSTOM:
+        return Basemap("custom", cfg.tile_url, cfg.tile_attribution, cfg.tile_max_zoom)
+    from tiles.providers import get_provider
+
+    provider = resolved_provider(choice, checkpoint, cfg)
+    if provider is None or getattr(provider, "key_env", None) or not hasattr(provider, "url_template"):
+        provider = get_provider("esri-world-imagery")
+    return Basemap(provider.name, provider.url_template, provider.attribution, int(provider.max_zoom))
+
+
+def footprints(chip: Any, scales: list[int]) -> dict[int, list[list[float]]]:
+    """[[s, w], [n, e]] of every scale's chip footprint around the click."""
+    out: dict[int, list[list[float]]] = {}
+    for s in scales:
+        w, south, e, n = chip.footprint_lonlat(s)
+        out[s] = [[south, w], [n, e]]
+    return out
+
+
+def span_m(bounds: list[list[float]]) -> float:
+    """East-west ground width of a [[s, w], [n, e]] box in metres (for choosing a zoom)."""
+    (s, w), (n, e) = bounds
+    lat = math.radians((s + n) / 2)
+    return abs(e - w) * 111_320.0 * max(math.cos(lat), 1e-6)
+
+
+def decode_audio(data: bytes) -> tuple[Any, int]:
+    """Decode an uploaded clip with the model's loader (raises InputError for bad files)."""
+    from sat2sound_core.model.audio import load_audio
+
+    return load_audio(data)
+
+
+def chip_with_grid(chip: Any, heat: Any = None, size: int = 448, grid: int = 14) -> bytes:
+    """PNG of the chip with its patch grid drawn on it (and the heatmap blended in, when there is one)."""
+    from PIL import Image, ImageDraw
+
+    from sat2sound_core import export
+
+    base = np.asarray(chip.image, dtype=np.uint8)[..., :3]
+    if heat is not None and hasattr(heat, "transform"):
+        img = Image.open(io.BytesIO(export.heatmap_png_bytes(heat, size=size, base=base))).convert("RGB")
+    else:
+        img = Image.fromarray(base).resize((size, size), Image.Resampling.BILINEAR)
+    draw = ImageDraw.Draw(img)
+    for i in range(1, grid):
+        t = round(i * size / grid)
+        draw.line([(t, 0), (t, size)], fill=(255, 255, 255), width=1)
+        draw.line([(0, t), (size, t)], fill=(255, 255, 255), width=1)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def engine_metadata(point: Any, values: dict[str, Any]) -> Any:
+    """The engine's Metadata for a click: lat/lon from the point, the rest from the sidebar (None = unknown)."""
+    from sat2sound_core.model.metadata import Metadata
+
+    return Metadata(lat=point.lat, lon=point.lon, **values)
+
+
+def chip_caption(chip: Any) -> str:
+    gsd = getattr(chip, "gsd", None)
+    size = np.asarray(chip.image).shape
+    parts = [f"{size[1]}x{size[0]} px"]
+    if gsd:
+        parts.append(f"{float(gsd):.2f} m/px")
+    parts.append(str(getattr(chip, "attribution", "")))
+    return " · ".join(p for p in parts if p)
+
+
+def play(audio: Any, label: str) -> None:
+    """An audio player for a (samples, rate) pair or an object with samples/waveform and sample_rate."""
+    from app.downloads import audio_arrays
+    from sat2sound_core import export
+
+    samples, rate = audio_arrays(audio)
+    st.caption(label)
+    st.audio(export.wav_bytes(samples, rate), format="audio/wav")

@@ -1,0 +1,76 @@
+"""Download buttons for the current result: GeoTIFF (all heatmaps), PNG, WAV + JSON, captions CSV.
+
+Bytes come from :mod:`sat2sound_core.export`; this module only names files and draws buttons.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import streamlit as st
+
+from sat2sound_core import export
+
+
+def _stem(ss: Any, ctl: Any) -> str:
+    p = ss.point
+    return f"sat2sound_{p.lat:.5f}_{p.lon:.5f}_s{ctl.scale}"
+
+
+def current_heatmaps(ss: Any) -> list[Any]:
+    """Every heatmap computed for the current result in this session (one GeoTIFF band each)."""
+    rid = id(ss.result)
+    out = []
+    for key, heat in ss.heatmaps.items():
+        if key[0] == rid and hasattr(heat, "values") and hasattr(heat, "transform"):
+            out.append(heat)
+    return out
+
+
+def render(ss: Any, ctl: Any, heat: Any) -> None:
+    """Draw the download buttons (each builds its bytes when the tab is shown)."""
+    stem = _stem(ss, ctl)
+    heats = current_heatmaps(ss)
+    concept = next((h for k, h in ss.heatmaps.items() if k[0] == id(ss.result) and k[1] == "concept"), None)
+    context = {"lat": ss.point.lat, "lon": ss.point.lon, "scale": ctl.scale, "checkpoint": ctl.checkpoint,
+               "provider": ctl.provider, "metadata": ctl.metadata()}
+    if heats or concept is not None:
+        data = export.geotiff_bytes(
+            heats, chip=ss.result.chip, concept_map=concept, checkpoint=ctl.checkpoint, scale=ctl.scale,
+            metadata=ctl.metadata(),
+        )
+        st.download_button(
+            f"GeoTIFF ({len(heats)} heatmap band(s){' + concepts' if concept is not None else ''})",
+            data, file_name=f"{stem}.tif", mime="image/tiff", key="dl_tif",
+        )
+    else:
+        st.caption("Make a heatmap first (pick a kind in the sidebar); every heatmap becomes a GeoTIFF band.")
+    shown = getattr(heat, "heatmap", None) if heat is not None and not hasattr(heat, "transform") else heat
+    if shown is not None and hasattr(shown, "transform"):
+        png = export.heatmap_png_bytes(shown, base=getattr(ss.result.chip, "image", None))
+        st.download_button("PNG of the heatmap on the chip", png, file_name=f"{stem}.png", mime="image/png",
+                           key="dl_png")
+    if ss.hits:
+        st.download_button("Captions (CSV)", export.hits_csv_bytes(ss.hits), file_name=f"{stem}_captions.csv",
+                           mime="text/csv", key="dl_csv")
+    for i, (key, audio) in enumerate(sorted(ss.synth_audio.items(), key=lambda kv: str(kv[0]))):
+        samples, rate = audio_arrays(audio)
+        kind, caption = key[0], key[-1]
+        st.download_button(f"WAV: {kind} — {caption[:40]}", export.wav_bytes(samples, rate),
+                           file_name=f"{stem}_{kind}_{i}.wav", mime="audio/wav", key=f"dl_wav_{i}")
+        sidecar = {"caption": caption, "source": kind, "sample_rate": rate, **context}
+        st.download_button(f"JSON sidecar {i}", json.dumps(sidecar, indent=2, default=str).encode(),
+                           file_name=f"{stem}_{kind}_{i}.json", mime="application/json", key=f"dl_json_{i}")
+
+
+def audio_arrays(audio: Any) -> tuple[Any, int]:
+    """(samples, rate) of a (samples, rate) pair or an object with samples/waveform and sample_rate."""
+    if isinstance(audio, tuple):
+        return audio[0], int(audio[1])
+    samples = getattr(audio, "samples", None)
+    if samples is None:
+        samples = audio.waveform
+    if hasattr(samples, "detach"):
+        samples = samples.detach().cpu().float().numpy()
+    return samples, int(audio.sample_rate)

@@ -1,0 +1,75 @@
+"""A long call (TangoFlux synthesis) run in a worker thread with progress and cancellation.
+
+Streamlit stops a script run when the user presses another button, so the page cannot simply block
+in ``synthesize``. The worker runs the call with a progress callback that records how far it got and
+raises :class:`~sat2sound_core.progress.Cancelled` once the job's token is cancelled; the page polls
+:class:`Job` to draw a progress bar and cancels it when the user presses "Cancel" or leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sat2sound_core.progress import CancelToken
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """State of one background call; read it from the page thread, written by the worker."""
+
+    label: str
+    token: CancelToken = field(default_factory=CancelToken)
+    done: float = 0.0
+    total: float = 1.0
+    message: str = ""
+    result: Any = None
+    error: BaseException | None = None
+    started: float = field(default_factory=time.monotonic)
+    _thread: threading.Thread | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once the worker has returned (with a result, an error or a cancellation)."""
+        return self._thread is not None and not self._thread.is_alive()
+
+    @property
+    def fraction(self) -> float:
+        """Progress in [0, 1] for ``st.progress``."""
+        return 0.0 if self.total <= 0 else max(0.0, min(1.0, self.done / self.total))
+
+    def progress(self, done: float, total: float, message: str = "") -> None:
+        """The progress callback handed to the long call; raises ``Cancelled`` after :meth:`cancel`."""
+        self.done, self.total, self.message = float(done), float(total), message
+        self.token.check()
+
+    def cancel(self) -> None:
+        """Ask the worker to stop at its next progress report."""
+        self.token.cancel()
+
+    def start(self, fn: Callable[[Callable[..., None]], Any]) -> Job:
+        """Run ``fn(progress)`` in a daemon thread; its return value lands in :attr:`result`."""
+
+        def _run() -> None:
+            try:
+                self.result = fn(self.progress)
+            except BaseException as exc:  # noqa: BLE001 - handed to the page, which shows it
+                self.error = exc
+                if not self.token.cancelled:
+                    log.warning("%s failed: %s", self.label, exc, exc_info=exc)
+
+        self._thread = threading.Thread(target=_run, name=f"job:{self.label}", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until finished (or ``timeout`` seconds); True when finished."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.finished

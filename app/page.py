@@ -1,0 +1,520 @@
+"""The page: sidebar controls, map, results, downloads. UI and per-session state only.
+
+Every computation is a call into :mod:`sat2sound_core` (engine, render, export, synthesis) or
+:mod:`tiles`; this module decides what to show and keeps each session's results in
+``st.session_state`` (never in shared objects), so concurrent sessions cannot see each other's work.
+Errors the product raises on purpose are shown as their message (it names the fix); anything else is
+logged with its traceback on the server and shown as one short line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import streamlit as st
+from streamlit_folium import st_folium
+
+from app import bridge, inputs, resources
+from app import config as app_config
+from app.inputs import UNKNOWN, Point
+from app.jobs import Job
+from app.map_view import Basemap, Footprint, Legend, Overlay, build_map, zoom_for_span
+from sat2sound_core.errors import Sat2SoundError
+from sat2sound_core.progress import Cancelled
+from sat2sound_core.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+HEATMAP_KINDS = {
+    "text": "Text query",
+    "word": "Word in a caption",
+    "audio": "Uploaded audio clip",
+    "composed": "Audio clip + caption",
+    "concept": "Concept map",
+}
+AUDIO_SOURCES = (UNKNOWN, "yfcc", "iNat", "aporee", "freesound")
+CAPTION_SOURCES = (UNKNOWN, "meta", "qwen", "pengi")
+MONTHS = (UNKNOWN, *[str(m) for m in range(1, 13)])
+HOURS = (UNKNOWN, *[str(h) for h in range(24)])
+OVERLAY_SIZE = 224
+SYNTH_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the sidebar currently says."""
+
+    checkpoint: str
+    provider: str
+    scale: int
+    precision: str
+    month: int | None
+    hour: int | None
+    audio_source: str | None
+    caption_source: str | None
+    kind: str
+    opacity: float
+    top_k: int
+
+    def analysis_key(self, point: Point) -> tuple[Any, ...]:
+        """Everything that changes the engine's result for a click."""
+        return (point, self.checkpoint, self.provider, self.scale, self.precision, self.metadata())
+
+    def metadata(self) -> dict[str, Any]:
+        """Metadata overrides for the engine (None = unknown; lat/lon come from the click)."""
+        return {
+            "month": self.month,
+            "hour": self.hour,
+            "audio_source": self.audio_source,
+            "caption_source": self.caption_source,
+        }
+
+
+# ------------------------------------------------------------------------------------------------
+# errors
+
+
+@contextmanager
+def guard(what: str) -> Iterator[None]:
+    """Show errors from the block as one short message (with the fix), never a traceback."""
+    try:
+        yield
+    except Cancelled:
+        st.info(f"{what}: cancelled.")
+    except Sat2SoundError as exc:
+        st.error(f"{what}: {exc}")
+    except MemoryError:
+        st.error(f"{what}: out of memory. Close other sessions or choose precision bf16 / a smaller scale.")
+    except Exception as exc:  # noqa: BLE001 - the page must not show a traceback
+        log.exception("%s failed", what)
+        st.error(f"{what} failed unexpectedly ({type(exc).__name__}: {exc}). The server log has details.")
+
+
+def _state() -> Any:
+    ss = st.session_state
+    for key, default in (
+        ("point", None),
+        ("pending", None),
+        ("result", None),
+        ("result_key", None),
+        ("hits", []),
+        ("heatmaps", {}),
+        ("synth_job", None),
+        ("synth_audio", {}),
+        ("view", None),
+    ):
+        if key not in ss:
+            ss[key] = default
+    return ss
+
+
+# ------------------------------------------------------------------------------------------------
+# sidebar
+
+
+def _sidebar(cfg: app_config.AppConfig) -> Controls:
+    sb = st.sidebar
+    sb.header("Model")
+    names = list(app_config.CHECKPOINTS)
+    default_ckpt = cfg.checkpoint
+    if default_ckpt not in names:
+        names.insert(0, default_ckpt)  # a local file given through SAT2SOUND_APP_CHECKPOINT
+    checkpoint = sb.selectbox(
+        "Checkpoint",
+        names,
+        index=names.index(default_ckpt),
+        format_func=lambda n: n if n in app_config.CHECKPOINTS else f"{Path_name(n)} (local file)",
+        key="ctl_checkpoint",
+    )
+    sb.caption(app_config.CHECKPOINTS.get(checkpoint, "A local checkpoint file (SAT2SOUND_APP_CHECKPOINT)."))
+    precision = sb.selectbox(
+        "Precision",
+        ("auto", "fp32", "bf16"),
+        index=("auto", "fp32", "bf16").index(get_settings().precision),
+        help="auto: bf16 where the CPU/GPU supports it fast, else fp32. bf16 is ~2x faster on recent CPUs.",
+        key="ctl_precision",
+    )
+
+    sb.header("Imagery")
+    choices = bridge.provider_choices(cfg)
+    provider = sb.selectbox(
+        "Provider", list(choices), format_func=lambda k: choices[k].label, key="ctl_provider"
+    )
+    sb.caption(choices[provider].terms)
+    scales = bridge.allowed_scales(checkpoint)
+    scale = sb.radio(
+        "Scale", scales, horizontal=True, key="ctl_scale",
+        help="Chip size: 1, 3 or 5 times the training tile (the map shows all three footprints).",
+    )
+
+    sb.header("Metadata")
+    sb.caption("Latitude/longitude come from the click. 'unknown' leaves a field out.")
+    c1, c2 = sb.columns(2)
+    now = datetime.now()  # the engine's default too: the current local month and hour
+    month = inputs.optional_int(c1.selectbox("Month", MONTHS, index=now.month, key="ctl_month"))
+    hour = inputs.optional_int(c2.selectbox("Hour", HOURS, index=now.hour + 1, key="ctl_hour"))
+    audio_source = inputs.optional_str(sb.selectbox("Audio source", AUDIO_SOURCES, key="ctl_asource"))
+    caption_source = inputs.optional_str(sb.selectbox("Caption source", CAPTION_SOURCES, key="ctl_tsource"))
+
+    sb.header("Display")
+    kind = sb.selectbox("Heatmap", list(HEATMAP_KINDS), format_func=HEATMAP_KINDS.__getitem__, key="ctl_kind")
+    opacity = sb.slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="ctl_opacity")
+    top_k = int(sb.number_input("Captions to show", 1, 50, cfg.top_k, key="ctl_topk"))
+    return Controls(
+        checkpoint=checkpoint,
+        provider=provider,
+        scale=int(scale or scales[0]),
+        precision=precision,
+        month=month,
+        hour=hour,
+        audio_source=audio_source,
+        caption_source=caption_source,
+        kind=kind,
+        opacity=float(opacity),
+        top_k=top_k,
+    )
+
+
+def Path_name(path: str) -> str:  # noqa: N802 - tiny formatting helper
+    from pathlib import Path
+
+    return Path(path).name
+
+
+# ------------------------------------------------------------------------------------------------
+# weights and galleries
+
+
+def _status_panel(ctl: Controls) -> None:
+    from app import status
+
+    with st.sidebar.expander("Weights and galleries", expanded=False), guard("Weights status"):
+        status.render(ctl.checkpoint)
+
+
+# ------------------------------------------------------------------------------------------------
+# requests: click, search, re-run
+
+
+def _on_map_change() -> None:
+    value = st.session_state.get("map") or {}
+    point = inputs.point_from_click(value.get("last_clicked"))
+    if point is not None:
+        st.session_state.pending = point
+
+
+def _search_bar(ss: Any) -> None:
+    with st.form("search", clear_on_submit=False, border=False):
+        c1, c2, c3 = st.columns([5, 1, 2], vertical_alignment="bottom")
+        text = c1.text_input("Go to coordinates", placeholder="lat, lon  e.g. 52.5163, 13.3777", key="search_text")
+        go = c2.form_submit_button("Go")
+        again = c3.form_submit_button("Re-run at the stored point", disabled=ss.point is None)
+    if go:
+        try:
+            ss.pending = inputs.parse_latlon(text)
+        except Sat2SoundError as exc:
+            st.error(str(exc))
+    if again and ss.point is not None:
+        ss.pending = ss.point
+        ss.result_key = None  # force a fresh analysis even if nothing changed
+
+
+def _analyze(ss: Any, cfg: app_config.AppConfig, ctl: Controls) -> None:
+    """Run the engine for a pending point (or for the stored point when a control changed)."""
+    point = ss.pending
+    if point is None and ss.point is not None and ss.result_key not in (None, ctl.analysis_key(ss.point)):
+        point = ss.point  # scale/checkpoint/metadata changed: redo the stored click
+    ss.pending = None
+    if point is None:
+        return
+    ss.point = point
+    ss.view = None
+    key = ctl.analysis_key(point)
+    if key == ss.result_key and ss.result is not None:
+        return
+    settings = get_settings()
+    with guard("Analysing the point"), st.spinner(f"Fetching imagery and listening at {point.label()}…"):
+        shared = resources.get_engine(ctl.checkpoint, ctl.precision, settings.device, settings.gallery)
+        t0 = time.perf_counter()
+        with shared.use() as engine:
+            result = engine.analyze(
+                point.lat,
+                point.lon,
+                scale=ctl.scale,
+                metadata=bridge.engine_metadata(point, ctl.metadata()),
+                provider=bridge.engine_provider(ctl.provider, cfg),
+            )
+        ss.result, ss.result_key = result, key
+        ss.heatmaps, ss.hits = {}, []
+        log.info("analysed %s in %.2f s", point.label(), time.perf_counter() - t0)
+        with shared.use():
+            ss.hits = list(result.retrieve(ctl.top_k))
+    if ss.result_key != key:
+        ss.result = None  # failed: do not keep showing an older place's result
+        ss.result_key = None
+
+
+# ------------------------------------------------------------------------------------------------
+# heatmaps
+
+
+def _heatmap_inputs(ss: Any, ctl: Controls) -> tuple[Any, ...] | None:
+    """Widgets for the chosen heatmap kind; returns a hashable description of the query, or None."""
+    kind = ctl.kind
+    captions = [h.caption for h in ss.hits]
+    if kind == "text":
+        q = st.text_input("Text query", value="birds chirping in trees", key="q_text")
+        return ("text", q.strip()) if q.strip() else None
+    if kind == "word":
+        if not captions:
+            st.caption("Click the map first: the words come from a retrieved caption.")
+            return None
+        cap = st.selectbox("Caption", captions, key="q_caption")
+        words = st.text_input("Word(s) from the caption (comma separated)", value=_first_word(cap), key="q_words")
+        return ("word", cap, tuple(inputs.parse_words(words))) if words.strip() else None
+    if kind in ("audio", "composed"):
+        up = st.file_uploader(
+            "Audio clip", type=list(inputs.AUDIO_TYPES), key="q_audio",
+            help=f"A few seconds is enough; at most {inputs.MAX_AUDIO_BYTES // 2**20} MB.",
+        )
+        if up is None:
+            return None
+        inputs.check_audio_upload(up.name, up.size)
+        data = up.getvalue()
+        if kind == "audio":
+            return ("audio", up.name, data)
+        default = captions[0] if captions else "birds chirping near a river"
+        cap = st.text_input("Caption to compose with", value=default, key="q_comp_caption")
+        return ("composed", up.name, data, cap.strip()) if cap.strip() else None
+    if kind == "concept":
+        return ("concept",)
+    return None
+
+
+def _first_word(caption: str) -> str:
+    for w in caption.replace(",", " ").split():
+        if len(w) > 3 and w.isalpha():
+            return w.lower()
+    return ""
+
+
+def _compute_heatmap(ss: Any, ctl: Controls, query: tuple[Any, ...]) -> Any:
+    """The heatmap for ``query`` on the current result (memoised per session)."""
+    cache_key = (id(ss.result), query[0], *(q if not isinstance(q, bytes) else hash(q) for q in query[1:]))
+    cached = ss.heatmaps.get(cache_key)
+    if cached is not None:
+        return cached
+    settings = get_settings()
+    shared = resources.get_engine(ctl.checkpoint, ctl.precision, settings.device, settings.gallery)
+    result = ss.result
+    with shared.use():
+        kind = query[0]
+        if kind == "text":
+            heat = result.text_heatmap(query[1])
+        elif kind == "word":
+            heat = result.word_heatmap(query[1], list(query[2]))
+        elif kind == "audio":
+            wav, sr = bridge.decode_audio(query[2])
+            heat = result.audio_heatmap(wav, sr)
+        elif kind == "composed":
+            wav, sr = bridge.decode_audio(query[2])
+            heat = result.composed_heatmap(wav, sr, query[3])
+        else:
+            heat = result.concept_map(5)
+    ss.heatmaps = {k: v for k, v in ss.heatmaps.items() if k[0] != id(ss.result) or True}
+    ss.heatmaps[cache_key] = heat
+    return heat
+
+
+def _heatmap_of(obj: Any) -> Any:
+    """The Heatmap inside a concept map result, or the heatmap itself."""
+    return getattr(obj, "heatmap", obj)
+
+
+# ------------------------------------------------------------------------------------------------
+# map
+
+
+def _draw_map(ss: Any, cfg: app_config.AppConfig, ctl: Controls, heat: Any) -> None:
+    basemap: Basemap = bridge.basemap(cfg, ctl.provider, ctl.checkpoint)
+    point = ss.point
+    footprints: list[Footprint] = []
+    overlay = None
+    legend = None
+    zoom = 15
+    if ss.result is not None and point is not None:
+        chip = ss.result.chip
+        for scale, bounds in bridge.footprints(chip, bridge.allowed_scales(ctl.checkpoint)).items():
+            footprints.append(Footprint(scale=scale, bounds=bounds, active=scale == ctl.scale))
+        active = next((f for f in footprints if f.active), None)
+        if active is not None:
+            zoom = zoom_for_span(bridge.span_m(active.bounds))
+        if heat is not None:
+            hm = _heatmap_of(heat)
+            overlay = Overlay(rgba=hm.to_rgba(OVERLAY_SIZE), bounds=hm.overlay_bounds, label=hm.query)
+            legend = Legend(title=f"{HEATMAP_KINDS.get(hm.kind, hm.kind)}: {hm.query}"[:80],
+                            vmin=float(hm.values.min()), vmax=float(hm.values.max()))
+    center = point or Point(cfg.start_lat, cfg.start_lon)
+    m = build_map(
+        basemap,
+        center=center,
+        zoom=zoom if point is not None else 13,
+        point=point,
+        footprints=footprints,
+        overlay=overlay,
+        legend=legend,
+        opacity=ctl.opacity,
+        base_url_path=str(st.get_option("server.baseUrlPath") or ""),
+    )
+    st_folium(
+        m,
+        key="map",
+        height=560,
+        use_container_width=True,
+        returned_objects=["last_clicked"],
+        on_change=_on_map_change,
+    )
+    st.caption(f"Imagery: {basemap.attribution}. Click anywhere on the map to analyse that place.")
+
+
+# ------------------------------------------------------------------------------------------------
+# results
+
+
+def _results(ss: Any, ctl: Controls, heat: Any) -> None:
+    result = ss.result
+    if result is None:
+        st.info("Click the map (or type 'lat, lon' and press Go) to hear a place.")
+        return
+    st.subheader(f"{ss.point.label()} · scale {ctl.scale}")
+    with guard("Showing the chip"):
+        st.image(bridge.chip_with_grid(result.chip, heat), caption=bridge.chip_caption(result.chip),
+                 use_container_width=True)
+    tab_caps, tab_concepts, tab_dl = st.tabs(["Captions", "Concepts", "Downloads"])
+    with tab_caps:
+        _captions(ss, ctl)
+    with tab_concepts, guard("Concept explorer"):
+        _concepts(ss, ctl)
+    with tab_dl, guard("Preparing downloads"):
+        _downloads(ss, ctl, heat)
+
+
+def _captions(ss: Any, ctl: Controls) -> None:
+    if not ss.hits:
+        st.caption("No captions (is a gallery configured? see 'Weights and galleries').")
+        return
+    settings = get_settings()
+    for hit in ss.hits:
+        with st.container(border=True):
+            st.markdown(f"**{hit.rank}.** {hit.caption}  \n`score {hit.score:.3f}`")
+            c1, c2 = st.columns(2)
+            if hit.has_audio and c1.button("▶ Gallery audio", key=f"play_{hit.rank}"):
+                with guard("Gallery audio"):
+                    shared = resources.get_engine(ctl.checkpoint, ctl.precision, settings.device, settings.gallery)
+                    with shared.use() as engine:
+                        audio = engine.gallery_audio(hit)
+                    ss.synth_audio[("gallery", hit.rank, hit.caption)] = audio
+            if c2.button("✨ Synthesise", key=f"synth_{hit.rank}", disabled=_synth_running(ss)):
+                _start_synthesis(ss, hit.caption)
+            gal = ss.synth_audio.get(("gallery", hit.rank, hit.caption))
+            if gal is not None:
+                bridge.play(gal, label="gallery")
+            gen = ss.synth_audio.get(("synth", hit.caption))
+            if gen is not None:
+                bridge.play(gen, label="synthesised")
+    _synthesis_progress(ss)
+
+
+def _synth_running(ss: Any) -> bool:
+    job: Job | None = ss.synth_job
+    return job is not None and not job.finished
+
+
+def _start_synthesis(ss: Any, caption: str) -> None:
+    settings = get_settings()
+    with guard("Synthesis"):
+        shared = resources.get_synthesizer(settings.tangoflux, settings.device, settings.precision)
+
+        def run(progress: Any) -> Any:
+            with shared.use() as synth:
+                return synth.synthesize(caption, duration=SYNTH_SECONDS, progress=progress)
+
+        ss.synth_job = Job(label=caption).start(run)
+
+
+def _synthesis_progress(ss: Any) -> None:
+    job: Job | None = ss.synth_job
+    if job is None:
+        return
+    if not job.finished:
+        st.caption(f"Synthesising: “{job.label}” (TangoFlux; non-commercial licence)")
+        bar = st.progress(job.fraction)
+        if st.button("Cancel synthesis", key="synth_cancel"):
+            job.cancel()
+        try:
+            while not job.finished:
+                bar.progress(job.fraction, text=job.message or "denoising…")
+                time.sleep(0.2)
+        finally:
+            # the user left (another button, closed tab): do not keep a CPU busy for nobody
+            if not job.finished:
+                job.cancel()
+        st.rerun()
+    ss.synth_job = None
+    if isinstance(job.error, Cancelled) or job.token.cancelled:
+        st.info("Synthesis cancelled.")
+    elif job.error is not None:
+        with guard("Synthesis"):
+            raise job.error
+    else:
+        ss.synth_audio[("synth", job.label)] = job.result
+        st.rerun()
+
+
+def _concepts(ss: Any, ctl: Controls) -> None:
+    from app import concepts
+
+    concepts.render(ss, ctl)
+
+
+def _downloads(ss: Any, ctl: Controls, heat: Any) -> None:
+    from app import downloads
+
+    downloads.render(ss, ctl, heat)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def render() -> None:
+    """Draw the whole page for this session."""
+    try:
+        cfg = app_config.from_env()
+    except Sat2SoundError as exc:
+        st.error(f"Configuration: {exc}")
+        st.stop()
+    ss = _state()
+    ctl = _sidebar(cfg)
+    _status_panel(ctl)
+    st.markdown("### 🎧 Sat2Sound soundscape map")
+    left, right = st.columns([3, 2], gap="medium")
+    heat = None
+    with left:
+        _search_bar(ss)
+        _analyze(ss, cfg, ctl)
+        query = None
+        with guard("Heatmap input"):
+            query = _heatmap_inputs(ss, ctl)
+        if ss.result is not None and query is not None:
+            with guard("Heatmap"):
+                heat = _compute_heatmap(ss, ctl, query)
+        with guard("Map"):
+            _draw_map(ss, cfg, ctl, heat)
+    with right:
+        _results(ss, ctl, heat)

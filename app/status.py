@@ -1,0 +1,121 @@
+"""The "Weights and galleries" panel: what is on disk, what each feature needs, how to get the rest.
+
+Presence and sizes come from the checkpoint registry and the product settings; downloads go through
+the library's own downloader (with a progress bar). When downloads are impossible (offline switch) the
+panel says so and names the environment variables that point at local copies. Nothing here blocks the
+map: the panel is drawn inside a collapsed expander and only reads the file system.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from sat2sound_core.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing a feature needs: its name, what uses it, where it is (None = missing), rough size."""
+
+    name: str
+    needed_for: str
+    path: Path | None
+    approx_bytes: int | None
+    download: str | None  # registry name the downloader accepts, or None when it cannot be fetched
+
+
+def _fmt_size(n: int | None) -> str:
+    return "size unknown" if not n else f"≈{n / 1e9:.2f} GB" if n >= 1e8 else f"≈{n / 1e6:.0f} MB"
+
+
+def checkpoint_path(name: str) -> Path | None:
+    """The local file for a checkpoint name or path, or None when it still has to be downloaded."""
+    from sat2sound_core.model import loading
+
+    return loading.local_checkpoint(name)
+
+
+def items(checkpoint: str) -> list[Item]:
+    """Status of the active checkpoint, the gallery and TangoFlux."""
+    from sat2sound_core.model.registry import CHECKPOINTS, GALLERY
+
+    settings = get_settings()
+    info = CHECKPOINTS.get(checkpoint)
+    out = [
+        Item(
+            f"checkpoint {Path(checkpoint).name}",
+            "the map's heatmaps, captions and concepts",
+            checkpoint_path(checkpoint),
+            info.approx_bytes if info else None,
+            checkpoint if info else None,
+        )
+    ]
+    gallery = Path(settings.gallery).expanduser() if settings.gallery else None
+    out.append(
+        Item(
+            "retrieval gallery",
+            "top-k captions, gallery audio, concept examples",
+            gallery if gallery is not None and gallery.is_file() else _cached_gallery(),
+            GALLERY.approx_bytes,
+            None if gallery is not None else "gallery",
+        )
+    )
+    tango = Path(settings.tangoflux).expanduser()
+    out.append(
+        Item(
+            "TangoFlux (non-commercial licence)",
+            "the 'Synthesise' buttons",
+            tango if tango.is_dir() else None,
+            3_000_000_000,
+            None,
+        )
+    )
+    return out
+
+
+def _cached_gallery() -> Path | None:
+    from sat2sound_core.model import loading
+
+    return loading.local_gallery()
+
+
+def render(checkpoint: str) -> None:
+    """Draw the panel (see the module docstring)."""
+    settings = get_settings()
+    if settings.is_offline:
+        st.warning(
+            "Offline mode (SAT2SOUND_OFFLINE or HF_HUB_OFFLINE is set): nothing will be downloaded. "
+            "Put files under SAT2SOUND_WEIGHTS_DIR or point SAT2SOUND_APP_CHECKPOINT / SAT2SOUND_GALLERY / "
+            "SAT2SOUND_TANGOFLUX at local copies."
+        )
+    for item in items(checkpoint):
+        icon = "✅" if item.path is not None else "⬜"
+        st.markdown(f"{icon} **{item.name}** — {_fmt_size(item.approx_bytes)}  \nneeded for {item.needed_for}")
+        if item.path is not None:
+            st.caption(str(item.path))
+        elif item.download and not settings.is_offline:
+            if st.button(f"Download {item.name}", key=f"dl_weights_{item.download}"):
+                _download(item)
+        elif item.download is None:
+            st.caption("Set the environment variable named in docs/app.md to a local copy.")
+
+
+def _download(item: Item) -> None:
+    from sat2sound_core.model import loading
+
+    bar = st.progress(0.0, text=f"Downloading {item.name}…")
+
+    def progress(done: float, total: float, message: str = "") -> None:
+        frac = 0.0 if total <= 0 else min(1.0, done / total)
+        bar.progress(frac, text=f"{item.name}: {done / 1e6:.0f} / {total / 1e6:.0f} MB {message}")
+
+    assert item.download is not None
+    path: Any = loading.download(item.download, progress=progress)
+    bar.progress(1.0, text=f"{item.name}: done ({path})")
