@@ -1,0 +1,79 @@
+"""Configuration of :mod:`tiles`, read from the same ``SAT2SOUND_*`` variables as the product settings.
+
+``tiles`` may not import ``sat2sound_core`` (dependencies point ``app -> sat2sound_core -> tiles``), so the
+few settings it needs are read here with the same names, defaults and boolean spelling as
+``sat2sound_core.settings.Settings`` (a test keeps the two in agreement). The config is re-read on every
+call of :func:`get_config`, which is cheap, so tests and the app can change the environment at run time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tiles.errors import TilesConfigError
+
+PREFIX = "SAT2SOUND_"
+DEFAULT_USER_AGENT = "sat2sound-map/0.1 (+https://github.com/sat2sound-map)"
+AZURE_KEY_ENV = "AZURE_MAPS_KEY"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def default_home() -> Path:
+    """``$XDG_CACHE_HOME/sat2sound`` or ``~/.cache/sat2sound`` (the product's default home)."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "sat2sound"
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(PREFIX + name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise TilesConfigError(f"{PREFIX}{name}={raw!r} is not a boolean; use 1/0, true/false, yes/no.")
+
+
+@dataclass(frozen=True)
+class TilesConfig:
+    """Settings :mod:`tiles` uses: cache home, User-Agent, cache switches and the googleEarth source.
+
+    ``googleearth_source`` (``SAT2SOUND_GOOGLEEARTH_SOURCE``, tiles-only) names a local file/folder or an
+    http(s) ``{z}/{x}/{y}`` template used when ``fetch_chip(..., "googleEarth")`` gets no provider.
+    """
+
+    home: Path
+    user_agent: str = DEFAULT_USER_AGENT
+    tile_cache: bool = True
+    esri_disk_cache: bool = False
+    googleearth_source: str = ""
+
+    @property
+    def tile_cache_dir(self) -> Path:
+        """Folder of the on-disk tile caches (``<home>/tiles``; created when first written)."""
+        return self.home / "tiles"
+
+
+def get_config(env: dict[str, str] | None = None) -> TilesConfig:
+    """Read :class:`TilesConfig` from ``env`` (default ``os.environ``), validating booleans."""
+    env = dict(os.environ if env is None else env)
+    home_raw = env.get(PREFIX + "HOME")
+    home = Path(home_raw).expanduser() if home_raw else default_home()
+    return TilesConfig(
+        home=home,
+        user_agent=env.get(PREFIX + "USER_AGENT") or DEFAULT_USER_AGENT,
+        tile_cache=_bool(env, "TILE_CACHE", True),
+        esri_disk_cache=_bool(env, "ESRI_DISK_CACHE", False),
+        googleearth_source=env.get(PREFIX + "GOOGLEEARTH_SOURCE", "").strip(),
+    )
+
+
+def env_key(name: str) -> str | None:
+    """The API key in environment variable ``name`` (stripped), or None. Never log the result."""
+    value = os.environ.get(name, "").strip()
+    return value or None

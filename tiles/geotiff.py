@@ -1,0 +1,99 @@
+"""Writing georeferenced rasters (GeoTIFF or Cloud-Optimized GeoTIFF) with rasterio.
+
+:func:`write_raster` is shared by :meth:`tiles.chip.Chip.to_geotiff` and by later engine steps
+(heatmaps exported on a chip's grid): give it an array, a CRS and an affine transform, and it writes
+atomically to a path (temporary file in the same folder, then ``os.replace``) or returns the bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.io import MemoryFile
+
+
+def _profile(data: np.ndarray, crs: CRS, transform: Affine, driver: str, nodata: float | None) -> dict:
+    count, height, width = data.shape
+    profile: dict = {
+        "driver": driver,
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": data.dtype.name,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+        "compress": "DEFLATE",
+    }
+    if np.issubdtype(data.dtype, np.floating):
+        profile["predictor"] = 3
+    if driver == "COG":
+        profile.update(blocksize=256, overview_resampling="average", BIGTIFF="IF_SAFER")
+    else:
+        profile.update(tiled=width >= 256 and height >= 256, blockxsize=256, blockysize=256)
+        if not profile["tiled"]:
+            profile.pop("blockxsize")
+            profile.pop("blockysize")
+    return profile
+
+
+def write_raster(
+    dest: str | Path | None,
+    data: np.ndarray,
+    crs: CRS | str,
+    transform: Affine,
+    *,
+    nodata: float | None = None,
+    tags: Mapping[str, object] | None = None,
+    band_descriptions: Sequence[str] | None = None,
+    band_tags: Sequence[Mapping[str, object]] | None = None,
+    driver: str = "COG",
+) -> bytes | None:
+    """Write ``data`` ((bands, rows, cols) or (rows, cols)) as a GeoTIFF/COG with ``crs`` and ``transform``.
+
+    ``dest`` None returns the file's bytes (for download buttons); a path is written atomically and None
+    is returned. ``tags`` go into the dataset tags (put the imagery source and attribution there);
+    ``band_descriptions``/``band_tags`` describe each band. Use ``nodata=float('nan')`` for float rasters.
+    """
+    arr = np.asarray(data)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(f"raster data must be (bands, rows, cols) or (rows, cols), got shape {arr.shape}")
+    crs = CRS.from_user_input(crs)
+    profile = _profile(arr, crs, transform, driver, nodata)
+
+    def fill(dst: rasterio.io.DatasetWriter) -> None:
+        dst.write(arr)
+        if tags:
+            dst.update_tags(**{k: str(v) for k, v in tags.items()})
+        for i, desc in enumerate(band_descriptions or (), start=1):
+            dst.set_band_description(i, desc)
+        for i, btags in enumerate(band_tags or (), start=1):
+            dst.update_tags(i, **{k: str(v) for k, v in btags.items()})
+
+    if dest is None:
+        with MemoryFile() as mem:
+            with mem.open(**profile) as dst:
+                fill(dst)
+            return mem.read()
+    path = Path(dest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            fill(dst)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return None
