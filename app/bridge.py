@@ -53,7 +53,7 @@ def provider_choices(cfg: AppConfig) -> dict[str, ProviderChoice]:
 
     out: dict[str, ProviderChoice] = {}
     if cfg.custom_tiles:
-        out[CUSTOM] = ProviderChoice("Custom tiles (SAT2SOUND_APP_TILE_URL)", cfg.tile_attribution)
+        out[CUSTOM] = ProviderChoice("Custom tiles (SAT2SOUND_TILE_URL)", cfg.tile_attribution)
     out[AUTO] = ProviderChoice(
         "Auto (the checkpoint family's default)",
         "Bing-type checkpoints: Esri World Imagery; Sentinel: EOX Sentinel-2 cloudless 2020.",
@@ -64,21 +64,10 @@ def provider_choices(cfg: AppConfig) -> dict[str, ProviderChoice]:
     return out
 
 
-@st.cache_resource(show_spinner=False)
-def _custom_provider(url: str, attribution: str, max_zoom: int) -> Any:
-    from tiles.providers import XYZProvider
-
-    return XYZProvider(url, attribution, max_zoom=max_zoom, name="custom", cache_policy="memory")
-
-
-def engine_provider(choice: str, cfg: AppConfig | None = None) -> Any:
-    """What to pass as ``provider=`` to the engine: None (family default), a name or a provider object."""
-    if choice == AUTO:
-        return None
-    if choice == CUSTOM:
-        assert cfg is not None
-        return _custom_provider(cfg.tile_url, cfg.tile_attribution, cfg.tile_max_zoom)
-    return choice
+def engine_provider(choice: str) -> str | None:
+    """What to pass as ``provider=`` to the engine: None (the engine then uses SAT2SOUND_TILE_URL when
+    set, else the checkpoint family's default) or a registry name."""
+    return None if choice in (AUTO, CUSTOM) else choice
 
 
 def resolved_provider(choice: str, checkpoint: str, cfg: AppConfig) -> Any:
@@ -86,7 +75,7 @@ def resolved_provider(choice: str, checkpoint: str, cfg: AppConfig) -> Any:
     from tiles.providers import DEFAULT_PROVIDER, get_provider
 
     if choice == CUSTOM:
-        return engine_provider(choice, cfg)
+        return None
     name = DEFAULT_PROVIDER.get(_family(checkpoint)) if choice == AUTO else choice
     return get_provider(name) if name else None
 
@@ -106,9 +95,9 @@ def basemap(cfg: AppConfig, choice: str, checkpoint: str) -> Basemap:
 def footprints(chip: Any, scales: list[int]) -> dict[int, list[list[float]]]:
     """[[s, w], [n, e]] of every scale's chip footprint around the click."""
     out: dict[int, list[list[float]]] = {}
-    for s in scales:
-        w, south, e, n = chip.footprint_lonlat(s)
-        out[s] = [[south, w], [n, e]]
+    for s, polygon in chip.footprints(tuple(scales)).items():
+        w, south, e, n = polygon.bounds
+        out[int(s)] = [[float(south), float(w)], [float(n), float(e)]]
     return out
 
 
@@ -147,15 +136,10 @@ def chip_with_grid(chip: Any, heat: Any = None, size: int = 448, grid: int = 14)
     return buf.getvalue()
 
 
-def engine_metadata(point: Any, values: dict[str, Any]) -> Any:
-    """The engine's Metadata for a click: lat/lon from the point, the rest from the sidebar (None = unknown)."""
-    from sat2sound_core.model.metadata import Metadata
-
-    return Metadata(lat=point.lat, lon=point.lon, **values)
 
 
 def chip_caption(chip: Any) -> str:
-    gsd = getattr(chip, "gsd", None)
+    gsd = getattr(chip, "ground_resolution", None)
     size = np.asarray(chip.image).shape
     parts = [f"{size[1]}x{size[0]} px"]
     if gsd:

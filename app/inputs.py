@@ -14,6 +14,7 @@ from pathlib import PurePath
 from sat2sound_core.errors import InputError
 
 UNKNOWN = "unknown"
+AUTO = "auto"
 
 # Upload limits for audio clips: the heatmap only needs a few seconds, so large files are refused
 # before they are decoded (the server-wide cap is server.maxUploadSize in .streamlit/config.toml).
@@ -89,6 +90,26 @@ def parse_words(text: str) -> list[str]:
     if not words:
         raise InputError("Type at least one word from the caption (several words: separate them with commas).")
     return words
+
+
+def metadata_overrides(**fields: str | int | None) -> dict[str, int | str]:
+    """Metadata overrides for the engine from the sidebar's select boxes.
+
+    ``"auto"`` (or None) leaves the engine's default for that field (the current month, the solar hour
+    at the point, the official demo's sources); ``"unknown"`` marks it unknown; anything else is the
+    value (month and hour as integers).
+    """
+    out: dict[str, int | str] = {}
+    for name, value in fields.items():
+        if value is None or value == AUTO:
+            continue
+        if value == UNKNOWN:
+            out[name] = UNKNOWN
+        elif name in ("month", "hour"):
+            out[name] = int(value)
+        else:
+            out[name] = str(value)
+    return out
 
 
 def optional_int(value: str | int | None) -> int | None:

@@ -21,5 +21,5 @@ from app import page  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-st.set_page_config(page_title="Sat2Sound soundscape map", page_icon="🎧", layout="wide")
+st.set_page_config(page_title="Sat2Sound soundscape map", layout="wide")
 page.render()

@@ -9,12 +9,12 @@ logged with its traceback on the server and shown as one short line.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import streamlit as st
@@ -22,12 +22,13 @@ from streamlit_folium import st_folium
 
 from app import bridge, inputs, resources
 from app import config as app_config
-from app.inputs import UNKNOWN, Point
+from app.inputs import AUTO, UNKNOWN, Point
 from app.jobs import Job
 from app.map_view import Basemap, Footprint, Legend, Overlay, build_map, zoom_for_span
 from sat2sound_core.errors import Sat2SoundError
 from sat2sound_core.progress import Cancelled
 from sat2sound_core.settings import get_settings
+from tiles.errors import TilesError
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,10 @@ HEATMAP_KINDS = {
     "composed": "Audio clip + caption",
     "concept": "Concept map",
 }
-AUDIO_SOURCES = (UNKNOWN, "yfcc", "iNat", "aporee", "freesound")
-CAPTION_SOURCES = (UNKNOWN, "meta", "qwen", "pengi")
-MONTHS = (UNKNOWN, *[str(m) for m in range(1, 13)])
-HOURS = (UNKNOWN, *[str(h) for h in range(24)])
+AUDIO_SOURCES = (AUTO, UNKNOWN, "yfcc", "iNat", "aporee", "freesound")
+CAPTION_SOURCES = (AUTO, UNKNOWN, "meta", "qwen", "pengi")
+MONTHS = (AUTO, UNKNOWN, *[str(m) for m in range(1, 13)])
+HOURS = (AUTO, UNKNOWN, *[str(h) for h in range(24)])
 OVERLAY_SIZE = 224
 SYNTH_SECONDS = 10.0
 
@@ -54,10 +55,10 @@ class Controls:
     provider: str
     scale: int
     precision: str
-    month: int | None
-    hour: int | None
-    audio_source: str | None
-    caption_source: str | None
+    month: str
+    hour: str
+    audio_source: str
+    caption_source: str
     kind: str
     opacity: float
     top_k: int
@@ -67,13 +68,10 @@ class Controls:
         return (point, self.checkpoint, self.provider, self.scale, self.precision, self.metadata())
 
     def metadata(self) -> dict[str, Any]:
-        """Metadata overrides for the engine (None = unknown; lat/lon come from the click)."""
-        return {
-            "month": self.month,
-            "hour": self.hour,
-            "audio_source": self.audio_source,
-            "caption_source": self.caption_source,
-        }
+        """Metadata overrides for the engine (lat/lon come from the click; see inputs.metadata_overrides)."""
+        return inputs.metadata_overrides(
+            month=self.month, hour=self.hour, audio_source=self.audio_source, caption_source=self.caption_source
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -87,7 +85,7 @@ def guard(what: str) -> Iterator[None]:
         yield
     except Cancelled:
         st.info(f"{what}: cancelled.")
-    except Sat2SoundError as exc:
+    except (Sat2SoundError, TilesError) as exc:
         st.error(f"{what}: {exc}")
     except MemoryError:
         st.error(f"{what}: out of memory. Close other sessions or choose precision bf16 / a smaller scale.")
@@ -154,16 +152,21 @@ def _sidebar(cfg: app_config.AppConfig) -> Controls:
     )
 
     sb.header("Metadata")
-    sb.caption("Latitude/longitude come from the click. 'unknown' leaves a field out.")
+    sb.caption(
+        "Latitude/longitude come from the click. 'auto': this month, the solar hour at the point, "
+        "sources yfcc/meta (as the official demo). 'unknown' leaves a field out."
+    )
     c1, c2 = sb.columns(2)
-    now = datetime.now()  # the engine's default too: the current local month and hour
-    month = inputs.optional_int(c1.selectbox("Month", MONTHS, index=now.month, key="ctl_month"))
-    hour = inputs.optional_int(c2.selectbox("Hour", HOURS, index=now.hour + 1, key="ctl_hour"))
-    audio_source = inputs.optional_str(sb.selectbox("Audio source", AUDIO_SOURCES, key="ctl_asource"))
-    caption_source = inputs.optional_str(sb.selectbox("Caption source", CAPTION_SOURCES, key="ctl_tsource"))
+    month = c1.selectbox("Month", MONTHS, key="ctl_month")
+    hour = c2.selectbox("Hour", HOURS, key="ctl_hour")
+    audio_source = sb.selectbox("Audio source", AUDIO_SOURCES, key="ctl_asource")
+    caption_source = sb.selectbox("Caption source", CAPTION_SOURCES, key="ctl_tsource")
 
     sb.header("Display")
-    kind = sb.selectbox("Heatmap", list(HEATMAP_KINDS), format_func=HEATMAP_KINDS.__getitem__, key="ctl_kind")
+    kinds = list(HEATMAP_KINDS)
+    kind = sb.selectbox(
+        "Heatmap", kinds, index=kinds.index(cfg.heatmap_kind), format_func=HEATMAP_KINDS.__getitem__, key="ctl_kind"
+    )
     opacity = sb.slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="ctl_opacity")
     top_k = int(sb.number_input("Captions to show", 1, 50, cfg.top_k, key="ctl_topk"))
     return Controls(
@@ -247,8 +250,8 @@ def _analyze(ss: Any, cfg: app_config.AppConfig, ctl: Controls) -> None:
                 point.lat,
                 point.lon,
                 scale=ctl.scale,
-                metadata=bridge.engine_metadata(point, ctl.metadata()),
-                provider=bridge.engine_provider(ctl.provider, cfg),
+                metadata=ctl.metadata() or None,
+                provider=bridge.engine_provider(ctl.provider),
             )
         ss.result, ss.result_key = result, key
         ss.heatmaps, ss.hits = {}, []
@@ -305,36 +308,41 @@ def _first_word(caption: str) -> str:
 
 
 def _compute_heatmap(ss: Any, ctl: Controls, query: tuple[Any, ...]) -> Any:
-    """The heatmap for ``query`` on the current result (memoised per session)."""
-    cache_key = (id(ss.result), query[0], *(q if not isinstance(q, bytes) else hash(q) for q in query[1:]))
-    cached = ss.heatmaps.get(cache_key)
-    if cached is not None:
-        return cached
+    """The Heatmap for ``query`` on the current result, memoised in this session.
+
+    Every heatmap made for the current result stays in ``ss.heatmaps`` (keyed by result and query) so
+    the GeoTIFF download can hold all of them as bands. For the concept kind the stored object is the
+    engine's ConceptMap and the overlay shows where its largest concept group's concept is active.
+    """
+    rid = id(ss.result)
+    cache_key = (rid, query[0], *(hashlib.sha1(q).hexdigest() if isinstance(q, bytes) else q for q in query[1:]))
+    if cache_key in ss.heatmaps:
+        found = ss.heatmaps[cache_key]
+        return ss.heatmaps[(rid, "concept-top")] if query[0] == "concept" else found
     settings = get_settings()
     shared = resources.get_engine(ctl.checkpoint, ctl.precision, settings.device, settings.gallery)
     result = ss.result
+    kind = query[0]
     with shared.use():
-        kind = query[0]
         if kind == "text":
             heat = result.text_heatmap(query[1])
         elif kind == "word":
             heat = result.word_heatmap(query[1], list(query[2]))
         elif kind == "audio":
             wav, sr = bridge.decode_audio(query[2])
-            heat = result.audio_heatmap(wav, sr)
+            heat = result.audio_heatmap(wav, sr, label=f"audio clip {query[1]}")
         elif kind == "composed":
             wav, sr = bridge.decode_audio(query[2])
             heat = result.composed_heatmap(wav, sr, query[3])
         else:
-            heat = result.concept_map(5)
-    ss.heatmaps = {k: v for k, v in ss.heatmaps.items() if k[0] != id(ss.result) or True}
+            cmap = result.concept_map(5)
+            if not cmap.groups:
+                raise Sat2SoundError("the concept map has no concept groups for this chip")
+            ss.heatmaps[cache_key] = cmap
+            heat = cmap.heatmap(cmap.groups[0].code)
+            cache_key = (rid, "concept-top")
     ss.heatmaps[cache_key] = heat
     return heat
-
-
-def _heatmap_of(obj: Any) -> Any:
-    """The Heatmap inside a concept map result, or the heatmap itself."""
-    return getattr(obj, "heatmap", obj)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -356,7 +364,7 @@ def _draw_map(ss: Any, cfg: app_config.AppConfig, ctl: Controls, heat: Any) -> N
         if active is not None:
             zoom = zoom_for_span(bridge.span_m(active.bounds))
         if heat is not None:
-            hm = _heatmap_of(heat)
+            hm = heat
             overlay = Overlay(rgba=hm.to_rgba(OVERLAY_SIZE), bounds=hm.overlay_bounds, label=hm.query)
             legend = Legend(title=f"{HEATMAP_KINDS.get(hm.kind, hm.kind)}: {hm.query}"[:80],
                             vmin=float(hm.values.min()), vmax=float(hm.values.max()))
@@ -502,7 +510,7 @@ def render() -> None:
     ss = _state()
     ctl = _sidebar(cfg)
     _status_panel(ctl)
-    st.markdown("### 🎧 Sat2Sound soundscape map")
+    st.markdown("### Sat2Sound soundscape map")
     left, right = st.columns([3, 2], gap="medium")
     heat = None
     with left:

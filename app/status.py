@@ -37,9 +37,14 @@ def _fmt_size(n: int | None) -> str:
 
 def checkpoint_path(name: str) -> Path | None:
     """The local file for a checkpoint name or path, or None when it still has to be downloaded."""
-    from sat2sound_core.model import loading
+    from sat2sound_core.model.checkpoints import local_candidates
+    from sat2sound_core.model.registry import CHECKPOINTS
 
-    return loading.local_checkpoint(name)
+    info = CHECKPOINTS.get(name)
+    if info is None:
+        p = Path(name).expanduser()
+        return p if p.is_file() else None
+    return next((c for c in local_candidates(info.filename, get_settings().weights) if c.is_file()), None)
 
 
 def items(checkpoint: str) -> list[Item]:
@@ -81,9 +86,10 @@ def items(checkpoint: str) -> list[Item]:
 
 
 def _cached_gallery() -> Path | None:
-    from sat2sound_core.model import loading
+    from sat2sound_core.gallery import OFFICIAL_GALLERY
 
-    return loading.local_gallery()
+    weights = get_settings().weights
+    return next((p for p in (weights / OFFICIAL_GALLERY, weights / Path(OFFICIAL_GALLERY).name) if p.is_file()), None)
 
 
 def render(checkpoint: str) -> None:
@@ -108,8 +114,6 @@ def render(checkpoint: str) -> None:
 
 
 def _download(item: Item) -> None:
-    from sat2sound_core.model import loading
-
     bar = st.progress(0.0, text=f"Downloading {item.name}…")
 
     def progress(done: float, total: float, message: str = "") -> None:
@@ -117,5 +121,16 @@ def _download(item: Item) -> None:
         bar.progress(frac, text=f"{item.name}: {done / 1e6:.0f} / {total / 1e6:.0f} MB {message}")
 
     assert item.download is not None
-    path: Any = loading.download(item.download, progress=progress)
+    settings = get_settings()
+    path: Any
+    if item.download == "gallery":
+        from sat2sound_core.gallery import official_gallery_path
+
+        path = official_gallery_path(progress=progress)
+    else:
+        from sat2sound_core.model.checkpoints import fetch
+        from sat2sound_core.model.registry import resolve_source
+
+        source = resolve_source(item.download, settings.hf_repo)
+        path = fetch(source, settings.weights, settings.is_offline, progress=progress)
     bar.progress(1.0, text=f"{item.name}: done ({path})")

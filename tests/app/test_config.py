@@ -19,10 +19,10 @@ def test_defaults() -> None:
 
 
 def test_custom_tiles_need_a_template_and_get_an_attribution() -> None:
-    cfg = config.from_env({"SAT2SOUND_APP_TILE_URL": "http://127.0.0.1:9/{z}/{x}/{y}.png"})
-    assert cfg.custom_tiles and "SAT2SOUND_APP_TILE_ATTRIBUTION" in cfg.tile_attribution
+    cfg = config.from_env({"SAT2SOUND_TILE_URL": "http://127.0.0.1:9/{z}/{x}/{y}.png"})
+    assert cfg.custom_tiles and "SAT2SOUND_TILE_ATTRIBUTION" in cfg.tile_attribution
     with pytest.raises(ConfigError, match=r"\{z\}, \{x\} and \{y\}"):
-        config.from_env({"SAT2SOUND_APP_TILE_URL": "http://127.0.0.1:9/tile.png"})
+        config.from_env({"SAT2SOUND_TILE_URL": "http://127.0.0.1:9/tile.png"})
 
 
 def test_numbers_are_checked() -> None:

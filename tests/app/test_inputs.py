@@ -67,3 +67,9 @@ def test_words_and_unknown_values() -> None:
         inputs.parse_words(" , ")
     assert inputs.optional_int("unknown") is None and inputs.optional_int("7") == 7
     assert inputs.optional_str(inputs.UNKNOWN) is None and inputs.optional_str("qwen") == "qwen"
+
+
+def test_metadata_overrides_auto_unknown_and_values() -> None:
+    got = inputs.metadata_overrides(month="auto", hour="unknown", audio_source="iNat", caption_source=None)
+    assert got == {"hour": "unknown", "audio_source": "iNat"}
+    assert inputs.metadata_overrides(month="7", hour="0") == {"month": 7, "hour": 0}

@@ -1,0 +1,102 @@
+"""The app in a real browser: app start -> first map paint, and click -> heatmap overlay on the map.
+
+Starts ``streamlit run app/main.py`` on a loopback port with the synthetic full-size checkpoint, a
+synthetic gallery and loopback tiles (no network), opens it in Debian's Chromium via Playwright,
+and measures
+
+* ``start_to_paint_s``: from launching the server to the first basemap tile drawn in the browser
+  (``page_to_paint_s``: from opening the page, with the server already up);
+* ``click_to_overlay_s``: p50/p95 over ``--clicks`` clicks at different places (default 20), each
+  timed from the mouse click to a new heatmap ImageOverlay in the map, with the model warm (one
+  untimed click first loads it).
+
+Options: ``--precision auto|fp32|bf16`` (default bf16), ``--clicks N``, ``--kind`` (heatmap kind
+shown while clicking: concept, text, ...; default concept). Targets (issue 7): overlay <= 1 s p50 in
+bf16 with the full-size model on this CPU, first paint <= 3 s. Numbers depend on machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def main(argv: list[str]) -> dict:
+    ap = argparse.ArgumentParser(prog="bench_app", description=__doc__.splitlines()[0])
+    ap.add_argument("--precision", default="bf16", choices=("auto", "fp32", "bf16"))
+    ap.add_argument("--clicks", type=int, default=20)
+    ap.add_argument("--kind", default="concept")
+    args, _ = ap.parse_known_args(argv)
+
+    from tests.app import fixtures, harness
+    from tests.tiles.tileserver import TileServer
+
+    why = harness.chromium_missing()
+    if why:
+        print(f"skipped: {why}")
+        return {"skipped": why}
+    tmp = Path(tempfile.mkdtemp(prefix="bench_app_"))
+    ckpt = fixtures.synthetic_checkpoint()
+    gallery = fixtures.write_gallery(tmp / "gallery.h5")
+    with TileServer() as tiles:
+        env = fixtures.app_env(tmp, ckpt, gallery, tiles.url_template, precision=args.precision, kind=args.kind)
+        server = harness.StreamlitServer(env, harness.ARTIFACTS / "bench_app_streamlit.log")
+        t_launch = time.perf_counter()
+        healthy_s = server.start()
+        try:
+            with harness.browser() as b:
+                page = b.new_page(viewport={"width": 1400, "height": 950})
+                t_page = time.perf_counter()
+                page.goto(server.url)
+                harness.wait_map_painted(page)
+                t_paint = time.perf_counter()
+                start_to_paint = t_paint - t_launch
+                page_to_paint = t_paint - t_page
+                # warm-up click: loads the model (not timed)
+                prev = harness.overlay_srcs(page)
+                harness.click_map(page, 0, 0)
+                prev = harness.wait_new_overlay(page, prev, timeout_s=600)
+                times: list[float] = []
+                offsets = [((i % 5) * 40 - 80, (i // 5) * 40 - 60) for i in range(args.clicks)]
+                for dx, dy in offsets:
+                    harness.wait_map_painted(page)
+                    t0 = time.perf_counter()
+                    harness.click_map(page, dx, dy)
+                    prev = harness.wait_new_overlay(page, prev, timeout_s=120)
+                    times.append(time.perf_counter() - t0)
+        finally:
+            server.stop()
+    out = {
+        "precision": args.precision,
+        "kind": args.kind,
+        "clicks": len(times),
+        "server_healthy_s": round(healthy_s, 3),
+        "start_to_paint_s": round(start_to_paint, 3),
+        "page_to_paint_s": round(page_to_paint, 3),
+        "click_to_overlay_p50_s": round(statistics.median(times), 3),
+        "click_to_overlay_p95_s": round(_pct(times, 0.95), 3),
+        "click_to_overlay_max_s": round(max(times), 3),
+    }
+    print(f"{'metric':<28}value")
+    for k, v in out.items():
+        print(f"{k:<28}{v}")
+    return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
