@@ -70,7 +70,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Atomically write ``data`` to ``path``."""
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    def _write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    return atomic_write(path, _write)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,7 +211,7 @@ def heatmap_png_bytes(heatmap: Any, size: int = 448, cmap: str = "soundscape", b
 
     rgba = heatmap_rgba(heatmap, size=size, cmap=cmap, mercator=False, **kw)
     if base is not None:
-        img = Image.fromarray(np.asarray(base, dtype=np.uint8)[..., :3]).resize((size, size), Image.BILINEAR)
+        img = Image.fromarray(np.asarray(base, dtype=np.uint8)[..., :3]).resize((size, size), Image.Resampling.BILINEAR)
         return png_bytes(blend(np.asarray(img), rgba))
     return png_bytes(rgba)
 

@@ -30,7 +30,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -411,8 +411,8 @@ class GalleryRow:
 def write_gallery(
     path: str | os.PathLike[str],
     sample_ids: Sequence[str],
-    captions: dict[int, Sequence[str]],
-    text_embeddings: dict[int, np.ndarray],
+    captions: Mapping[int, Sequence[str]],
+    text_embeddings: Mapping[int, np.ndarray],
     audio_captions: Sequence[str] | None = None,
     audio_embeddings: np.ndarray | None = None,
     raw_audio: Sequence[np.ndarray | None] | None = None,
@@ -550,7 +550,7 @@ def build_gallery(
     total = 3 + 1
     report(progress, 0, total, "captions")
     captions = {s: [r.captions[s] for r in rows] for s in SCALES}
-    text = {}
+    text: dict[int, np.ndarray] = {}
     for i, s in enumerate(SCALES):
         if i > 0 and captions[s] == captions[SCALES[0]]:
             text[s] = text[SCALES[0]]

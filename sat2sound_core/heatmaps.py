@@ -118,7 +118,10 @@ def grid_geometry(chip: Any, n: int = GRID) -> GridGeometry:
     x0, y0 = chip.transform @ (0, 0)
     x1, y1 = chip.transform @ (width, height)
     bounds = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
-    if _is_lonlat(chip.crs):
+    chip_lonlat = getattr(chip, "lonlat_bounds", None)
+    if chip_lonlat is not None:  # tiles.Chip knows its lon/lat box (also across the antimeridian)
+        lonlat = tuple(float(v) for v in chip_lonlat)
+    elif _is_lonlat(chip.crs):
         lonlat = bounds
     else:
         lonlat = tuple(float(v) for v in transform_bounds(chip.crs, "EPSG:4326", *bounds, densify_pts=21))

@@ -1,0 +1,502 @@
+"""The soundscape engine: one clicked point → chip → encoding → heatmaps, captions, concepts, audio.
+
+This is the API the app, the CLI and notebooks share::
+
+    from sat2sound_core.engine import Engine
+    engine = Engine(checkpoint="bingmap_withmeta", precision="auto", device="auto",
+                    provider=None, gallery=None)           # lazy: loads nothing until used
+    result = engine.analyze(lat, lon, scale=1, metadata=None, provider=None)   # -> ClickResult
+    result.chip, result.encoding, result.metadata, result.scale, result.checkpoint
+    result.word_heatmap(caption, words)       # the official demo's word map      -> Heatmap
+    result.text_heatmap(query)                # whole-query maps (docs/heatmaps.md) -> Heatmap
+    result.audio_heatmap(waveform, sr)
+    result.composed_heatmap(waveform, sr, caption)
+    result.concept_map(top_k=5)               # per-patch concepts, groups, gallery examples
+    result.retrieve(k=10, gallery=None)       # -> list[Hit] (image → caption at result.scale)
+    engine.gallery_audio(hit)                 # -> (samples, sample_rate) | None
+
+Results are cached: analysing the same chip pixels again with the same checkpoint, scale, metadata
+and precision returns the cached :class:`ClickResult` without re-encoding. Metadata left as None is
+filled from the point (lat/lon), the current month and the point's local solar hour, with the
+official demo's sources (audio ``yfcc``, caption ``meta``); every field can be overridden, and the
+string ``"unknown"`` marks a field unknown.
+
+Settings read here: ``SAT2SOUND_TILE_URL`` (an XYZ template such as ``http://host/{z}/{x}/{y}.png``;
+when set, chips come from it instead of the checkpoint's default provider), ``SAT2SOUND_TILE_ATTRIBUTION``
+and ``SAT2SOUND_TILE_MAX_ZOOM`` for that template.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sat2sound_core.errors import InputError, Sat2SoundError
+from sat2sound_core.heatmaps import (
+    GridGeometry,
+    Heatmap,
+    composed_weights,
+    grid_geometry,
+    make_heatmap,
+    patch_scores,
+    query_relevance,
+    top_codes,
+    word_heatmap_values,
+)
+from sat2sound_core.progress import report
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+DEFAULT_AUDIO_SOURCE = "yfcc"
+DEFAULT_CAPTION_SOURCE = "meta"
+_META_FIELDS = ("lat", "lon", "hour", "month", "audio_source", "caption_source")
+# chip geometry name for each model sat_type (tiles.fetch_chip)
+GEOMETRY_FOR_SAT_TYPE = {"bingmap": "bingmap", "sentinel": "sentinel", "googleEarth": "googleEarth"}
+
+
+def default_metadata(lat: float, lon: float, now: dt.datetime | None = None,
+                     overrides: Mapping[str, Any] | Any = None) -> Any:
+    """Metadata for a click: the point, the current month and local solar hour there, yfcc/meta sources.
+
+    ``overrides`` (a dict or a Metadata) replaces fields; a value of ``"unknown"`` (or None inside a
+    dict) makes that field unknown. The hour is UTC + lon/15 (solar time at the point), which is
+    what a recording made "now" at that place would carry.
+    """
+    from sat2sound_core import Metadata
+
+    now = now or dt.datetime.now(dt.UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)
+    local = now.astimezone(dt.UTC) + dt.timedelta(hours=float(lon) / 15.0)
+    values: dict[str, Any] = {
+        "lat": float(lat),
+        "lon": float(lon),
+        "hour": local.hour,
+        "month": local.month,
+        "audio_source": DEFAULT_AUDIO_SOURCE,
+        "caption_source": DEFAULT_CAPTION_SOURCE,
+    }
+    if overrides is not None:
+        if isinstance(overrides, Metadata):
+            # a full Metadata replaces the defaults as given (its None fields stay unknown)
+            values = {f: getattr(overrides, f) for f in _META_FIELDS}
+        elif isinstance(overrides, Mapping):
+            unknown = set(overrides) - set(_META_FIELDS)
+            if unknown:
+                raise InputError(f"unknown metadata field(s) {sorted(unknown)}; valid: {list(_META_FIELDS)}")
+            values.update(overrides)
+        else:
+            raise InputError(f"metadata must be a Metadata or a dict of its fields, got {type(overrides).__name__}")
+    values = {k: (None if isinstance(v, str) and v.strip().lower() == UNKNOWN else v) for k, v in values.items()}
+    return Metadata(**values)
+
+
+def _metadata_key(metadata: Any) -> tuple[Any, ...]:
+    if metadata is None:
+        return ("none",)
+    return tuple(getattr(metadata, f) for f in _META_FIELDS)
+
+
+def _chip_key(chip: Any) -> str:
+    h = hashlib.sha1()
+    img = np.ascontiguousarray(chip.image)
+    h.update(str(img.shape).encode())
+    h.update(img.tobytes())
+    h.update(str(chip.crs).encode())
+    h.update(repr(tuple(chip.transform)[:6]).encode())
+    return h.hexdigest()
+
+
+def _as_float_waveform(waveform: Any) -> Any:
+    arr = waveform.detach().cpu().numpy() if hasattr(waveform, "detach") else np.asarray(waveform)
+    if arr.size == 0:
+        raise InputError("the audio clip is empty; give at least a second of sound")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InputError(f"audio samples must be floats in [-1, 1], got {arr.dtype} (load files with load_audio)")
+    if not np.all(np.isfinite(arr)):
+        raise InputError("the audio clip contains NaN or infinite samples (corrupt audio?)")
+    if float(np.max(np.abs(arr))) == 0.0:
+        raise InputError("the audio clip is silent (all samples are zero); choose a clip with sound")
+    return arr
+
+
+@dataclass
+class ClickResult:
+    """Everything computed for one analysed chip; heatmaps and concept maps are computed on demand.
+
+    ``chip`` is the scale crop (a ``tiles.Chip``) the heatmaps lie on; ``source_chip`` the full
+    training-size chip the model saw; ``encoding`` the image :class:`~sat2sound_core.Encoding` with
+    token scores; ``metadata`` the :class:`~sat2sound_core.Metadata` used (None for nometa
+    checkpoints); ``geometry`` the 14×14 patch grid on ``chip``.
+    """
+
+    lat: float
+    lon: float
+    chip: Any
+    source_chip: Any
+    encoding: Any
+    metadata: Any
+    scale: int
+    checkpoint: str
+    precision: str
+    geometry: GridGeometry
+    engine: Engine = field(repr=False)
+    _scores: np.ndarray | None = field(default=None, repr=False)
+
+    # ---- raw views ----------------------------------------------------------------------------
+    @property
+    def embedding(self) -> np.ndarray:
+        """The (1024,) image embedding (un-normalised)."""
+        return np.asarray(self.encoding.embedding[0].float().cpu().numpy(), dtype=np.float32)
+
+    @property
+    def codebook_weights(self) -> np.ndarray:
+        """The (16000,) sparsemax weights of the image embedding."""
+        return np.asarray(self.encoding.codebook_weights[0].float().cpu().numpy(), dtype=np.float32)
+
+    @property
+    def patch_scores(self) -> np.ndarray:
+        """(196, 16000) raw patch·codebook scores (metadata tokens dropped)."""
+        if self._scores is None:
+            self._scores = patch_scores(self.encoding.token_scores)
+        return self._scores
+
+    def top_concepts(self, n: int = 10) -> list[tuple[int, float]]:
+        """The image's n strongest codebook concepts as (code, weight)."""
+        return top_codes(self.codebook_weights, n)
+
+    # ---- heatmaps -----------------------------------------------------------------------------
+    def word_heatmap(self, caption: str, words: str | Sequence[str]) -> Heatmap:
+        """The official demo's word map: each word's token → its strongest code → that code's score
+        on every patch, averaged over the words (MODEL.md §7)."""
+        if not isinstance(caption, str) or not caption.strip():
+            raise InputError("the caption is empty: write the caption the words come from")
+        word_list = [words] if isinstance(words, str) else list(words)
+        tokens, text_scores = self.engine.caption_token_scores(caption)
+        values, matches = word_heatmap_values(self.patch_scores, text_scores, tokens, word_list)
+        label = ", ".join(m.word for m in matches)
+        return make_heatmap(
+            values, self.geometry, label, "word", caption=caption,
+            matches=[{"word": m.word, "token": m.token, "token_index": m.token_index, "code": m.code}
+                     for m in matches],
+        )
+
+    def text_heatmap(self, query: str) -> Heatmap:
+        """Where a text query lives on the chip: r_p = Σ_c w_query[c] · s_p[c] (docs/heatmaps.md)."""
+        if not isinstance(query, str) or not query.strip():
+            raise InputError("the text query is empty: describe a sound, e.g. 'birds singing'")
+        enc = self.engine.encode_text(query)
+        w = enc.codebook_weights[0]
+        return make_heatmap(query_relevance(self.patch_scores, w), self.geometry, query, "text",
+                            top_codes=top_codes(w, 5))
+
+    def audio_heatmap(self, waveform: Any, sample_rate: int, start_seconds: float = 0.0,
+                      label: str = "audio clip") -> Heatmap:
+        """Where an audio clip's sound lives on the chip (same relevance as :meth:`text_heatmap`)."""
+        enc = self.engine.encode_audio(waveform, sample_rate, start_seconds)
+        w = enc.codebook_weights[0]
+        return make_heatmap(query_relevance(self.patch_scores, w), self.geometry, label, "audio",
+                            top_codes=top_codes(w, 5))
+
+    def composed_heatmap(self, waveform: Any, sample_rate: int, caption: str,
+                         start_seconds: float = 0.0) -> Heatmap:
+        """Map of the composed query l2n(l2n(audio) + l2n(caption)) (weights: docs/heatmaps.md)."""
+        if not isinstance(caption, str) or not caption.strip():
+            raise InputError("the caption of the composed query is empty")
+        a = self.engine.encode_audio(waveform, sample_rate, start_seconds)
+        c = self.engine.encode_text(caption)
+        w = composed_weights(a.codebook_weights[0], a.embedding[0], c.codebook_weights[0], c.embedding[0])
+        return make_heatmap(query_relevance(self.patch_scores, w), self.geometry,
+                            f"audio + {caption}", "composed", top_codes=top_codes(w, 5))
+
+    # ---- concepts and retrieval ---------------------------------------------------------------
+    def concept_map(self, top_k: int = 5, gallery: Any = None, n_examples: int = 3) -> Any:
+        """Per-patch top concepts, groups of patches sharing their top concept, and for each group the
+        gallery captions that carry it (when a gallery is available)."""
+        from sat2sound_core.concepts import concept_map
+
+        g = self.engine._gallery_or_none(gallery) if n_examples > 0 else None
+        codebook = self.engine.model.fdt.space_dict.detach() if g is not None else None
+        return concept_map(self.patch_scores, self.geometry, top_k=top_k, gallery=g, codebook=codebook,
+                           scale=self._gallery_scale(g), n_examples=n_examples,
+                           image_weights=self.codebook_weights)
+
+    def _gallery_scale(self, gallery: Any) -> int:
+        if gallery is None or self.scale in gallery.scales:
+            return self.scale
+        return gallery.scales[0]
+
+    def retrieve(self, k: int = 10, gallery: Any = None, target: str = "text") -> list[Any]:
+        """Top-k gallery rows for this chip: LLaVA captions at this scale (``target="text"``, the
+        official demo) or recordings (``target="audio"``)."""
+        from sat2sound_core.retrieval import retrieve
+
+        g = self.engine.get_gallery(gallery)
+        return retrieve(g, self.embedding, k=k, scale=self._gallery_scale(g), target=target)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary (for sidecars, exports and logs)."""
+        from sat2sound_core.export import _jsonable
+
+        return {
+            "lat": self.lat,
+            "lon": self.lon,
+            "scale": self.scale,
+            "checkpoint": self.checkpoint,
+            "precision": self.precision,
+            "metadata": _jsonable(self.metadata),
+            "crs": str(self.geometry.crs),
+            "lonlat_bounds": list(self.geometry.lonlat_bounds),
+            "provider": str(getattr(getattr(self.chip, "provider", None), "name", getattr(self.chip, "provider", ""))),
+            "attribution": str(getattr(self.chip, "attribution", "")),
+        }
+
+
+class Engine:
+    """Lazy facade over model, imagery, gallery and caches (see the module docstring).
+
+    ``checkpoint``: a registry name, ``hf-hub:…`` or a local path (anything ``load_model`` takes);
+    ``model``: an already built :class:`~sat2sound_core.Sat2Sound` to use instead (tests, notebooks);
+    ``provider``: a ``tiles`` provider name or object (default: ``SAT2SOUND_TILE_URL`` when set, else
+    the checkpoint's default); ``gallery``: a :class:`~sat2sound_core.gallery.Gallery`, a path,
+    ``"official"`` or None (``SAT2SOUND_GALLERY`` or the official demo gallery, fetched on first use).
+    Thread-safe: the app may call it from several sessions.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str = "bingmap_withmeta",
+        precision: str = "auto",
+        device: str = "auto",
+        provider: Any = None,
+        gallery: Any = None,
+        model: Any = None,
+        cache_size: int = 32,
+        progress: Callable[..., None] | None = None,
+    ) -> None:
+        self.checkpoint = str(checkpoint)
+        self.precision = precision
+        self.device = device
+        self.provider = provider
+        self._gallery_spec = gallery
+        self._model = model
+        self._lock = threading.RLock()
+        self._results: OrderedDict[tuple[Any, ...], ClickResult] = OrderedDict()
+        self._texts: OrderedDict[str, Any] = OrderedDict()
+        self._tokens: OrderedDict[str, tuple[list[str], np.ndarray]] = OrderedDict()
+        self._cache_size = int(cache_size)
+        self._gallery: Any = None
+        self._progress = progress
+        self.stats = {"encodes": 0, "cache_hits": 0, "text_encodes": 0}
+
+    # ---- model --------------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The Sat2Sound model (loaded on first use)."""
+        with self._lock:
+            if self._model is None:
+                from sat2sound_core import load_model
+
+                report(self._progress, 0, 1, f"loading {self.checkpoint}")
+                self._model = load_model(self.checkpoint, device=self.device, precision=self.precision)
+                report(self._progress, 1, 1, "model ready")
+            return self._model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def checkpoint_name(self) -> str:
+        """The model's config name when loaded (registry name), else the checkpoint given."""
+        if self._model is not None:
+            return str(getattr(self._model.config, "name", self.checkpoint) or self.checkpoint)
+        return self.checkpoint
+
+    @property
+    def sat_type(self) -> str:
+        return str(self.model.config.sat_type)
+
+    @property
+    def has_metadata(self) -> bool:
+        return str(self.model.config.metadata_type) != "none"
+
+    @property
+    def model_precision(self) -> str:
+        return str(getattr(self.model, "precision", self.precision))
+
+    # ---- imagery ------------------------------------------------------------------------------
+    def resolve_provider(self, provider: Any = None) -> Any:
+        """The provider for a fetch: the argument, the engine's, ``SAT2SOUND_TILE_URL``, or None
+        (the geometry's default in ``tiles``)."""
+        chosen = provider if provider is not None else self.provider
+        if chosen is not None:
+            return chosen
+        url = os.environ.get("SAT2SOUND_TILE_URL", "").strip()
+        if url:
+            import tiles
+
+            return tiles.XYZProvider(
+                url,
+                attribution=os.environ.get("SAT2SOUND_TILE_ATTRIBUTION", "custom tiles"),
+                max_zoom=int(os.environ.get("SAT2SOUND_TILE_MAX_ZOOM", "19")),
+                name="custom",
+            )
+        return None
+
+    def fetch_chip(self, lat: float, lon: float, provider: Any = None) -> Any:
+        """The training-size chip around the point for this checkpoint's imagery type."""
+        import tiles
+
+        geometry = GEOMETRY_FOR_SAT_TYPE[self.sat_type]
+        return tiles.fetch_chip(lat, lon, geometry, provider=self.resolve_provider(provider))
+
+    # ---- analysis -----------------------------------------------------------------------------
+    def analyze(self, lat: float, lon: float, scale: int = 1, metadata: Any = None, provider: Any = None,
+                now: dt.datetime | None = None) -> ClickResult:
+        """Fetch the chip around (lat, lon) and encode it at ``scale`` (cached; see module docstring)."""
+        chip = self.fetch_chip(lat, lon, provider)
+        return self.analyze_chip(chip, scale=scale, metadata=metadata, lat=lat, lon=lon, now=now)
+
+    def analyze_chip(self, chip: Any, scale: int = 1, metadata: Any = None, lat: float | None = None,
+                     lon: float | None = None, now: dt.datetime | None = None) -> ClickResult:
+        """Encode an already fetched source chip (full training size) at ``scale``."""
+        from sat2sound_core import image_to_tensor
+
+        model = self.model
+        if lat is None or lon is None:
+            lat, lon = _chip_center(chip)
+        if not isinstance(scale, int) or isinstance(scale, bool):
+            raise InputError(f"scale must be an integer (1, 3 or 5), got {scale!r}")
+        meta = default_metadata(lat, lon, now, metadata) if self.has_metadata else None
+        if not self.has_metadata and metadata is not None:
+            log.info("checkpoint %s has no metadata input; ignoring the metadata given", self.checkpoint_name)
+        key = (_chip_key(chip), self.checkpoint, self.checkpoint_name, scale, _metadata_key(meta),
+               self.model_precision, str(model.device))
+        with self._lock:
+            hit = self._results.get(key)
+            if hit is not None:
+                self._results.move_to_end(key)
+                self.stats["cache_hits"] += 1
+                return hit
+        crop = chip.crop(scale) if hasattr(chip, "crop") else chip
+        tensor = image_to_tensor(np.asarray(chip.image), scale, self.sat_type)
+        encoding = model.encode_image(tensor[None], scales=scale, metadata=meta, return_token_scores=True)
+        result = ClickResult(
+            lat=float(lat), lon=float(lon), chip=crop, source_chip=chip, encoding=encoding, metadata=meta,
+            scale=scale, checkpoint=self.checkpoint_name, precision=self.model_precision,
+            geometry=grid_geometry(crop), engine=self,
+        )
+        with self._lock:
+            self.stats["encodes"] += 1
+            self._results[key] = result
+            while len(self._results) > self._cache_size:
+                self._results.popitem(last=False)
+        return result
+
+    # ---- queries ------------------------------------------------------------------------------
+    def encode_text(self, text: str) -> Any:
+        """Encoding of one caption (cached per text)."""
+        with self._lock:
+            if text in self._texts:
+                self._texts.move_to_end(text)
+                return self._texts[text]
+        enc = self.model.encode_text([text])
+        with self._lock:
+            self.stats["text_encodes"] += 1
+            self._texts[text] = enc
+            while len(self._texts) > 256:
+                self._texts.popitem(last=False)
+        return enc
+
+    def caption_tokens(self, caption: str) -> list[str]:
+        """The FLAN-T5 token strings of a caption, as the text path sees them."""
+        tok = getattr(self.model.text_encoder, "tokenizer", None)
+        if tok is None:
+            raise Sat2SoundError("the text encoder has no tokenizer; word heatmaps need one")
+        ids = tok(caption)["input_ids"]
+        return list(tok.convert_ids_to_tokens(ids))
+
+    def caption_token_scores(self, caption: str) -> tuple[list[str], np.ndarray]:
+        """(tokens, (L, K) raw text token·codebook scores) of one caption (cached)."""
+        with self._lock:
+            if caption in self._tokens:
+                return self._tokens[caption]
+        tokens = self.caption_tokens(caption)
+        enc = self.model.encode_text([caption], return_token_scores=True)
+        scores = np.asarray(enc.token_scores[0].float().cpu().numpy(), dtype=np.float32)
+        if scores.shape[0] < len(tokens):
+            raise Sat2SoundError(f"text encoder returned {scores.shape[0]} token rows for {len(tokens)} tokens")
+        scores = scores[: len(tokens)]
+        with self._lock:
+            self._tokens[caption] = (tokens, scores)
+            while len(self._tokens) > 64:
+                self._tokens.popitem(last=False)
+        return tokens, scores
+
+    def encode_audio(self, waveform: Any, sample_rate: int, start_seconds: float = 0.0) -> Any:
+        """Encoding of a 10-s window of an audio clip (``waveform`` (T,) or (C, T) floats)."""
+        import torch
+
+        from sat2sound_core import log_mel
+
+        arr = _as_float_waveform(waveform)
+        if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+            raise InputError(f"sample rate must be a positive integer, got {sample_rate!r}")
+        duration = arr.shape[-1] / float(sample_rate)
+        if duration < 0.5:
+            raise InputError(f"the audio clip is too short ({duration:.2f} s); give at least 0.5 s of sound")
+        mel = log_mel(arr, int(sample_rate), start_seconds)
+        return self.model.encode_audio(torch.as_tensor(mel)[None])
+
+    # ---- gallery ------------------------------------------------------------------------------
+    def get_gallery(self, gallery: Any = None) -> Any:
+        """The gallery to retrieve from, with embeddings for this checkpoint (recomputed + cached when
+        the file's embeddings come from another checkpoint)."""
+        from sat2sound_core.gallery import resolve_gallery
+
+        if gallery is not None:
+            return resolve_gallery(gallery).for_checkpoint(self.model, self.checkpoint_name)
+        with self._lock:
+            if self._gallery is None:
+                g = resolve_gallery(self._gallery_spec)
+                self._gallery = g.for_checkpoint(self.model, self.checkpoint_name, progress=self._progress)
+            return self._gallery
+
+    def _gallery_or_none(self, gallery: Any) -> Any:
+        try:
+            return self.get_gallery(gallery)
+        except Sat2SoundError as exc:
+            log.warning("no gallery for concept examples: %s", exc)
+            return None
+
+    def gallery_audio(self, hit: Any, gallery: Any = None) -> tuple[np.ndarray, int] | None:
+        """Playable audio of a retrieved hit: the gallery's pre-synthesised clip at the hit's scale,
+        else the raw recording; None when the row has none."""
+        g = self.get_gallery(gallery)
+        return g.audio(int(hit.row), int(hit.scale))
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._results.clear()
+            self._texts.clear()
+            self._tokens.clear()
+
+
+def _chip_center(chip: Any) -> tuple[float, float]:
+    bounds = getattr(chip, "lonlat_bounds", None)
+    if bounds is None:
+        geo = grid_geometry(chip)
+        bounds = geo.lonlat_bounds
+    west, south, east, north = bounds
+    return (south + north) / 2.0, (west + east) / 2.0
