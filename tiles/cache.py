@@ -120,7 +120,7 @@ class DiskTileCache:
         row = (1 << z) - 1 - y
         with self._lock:
             found = self._conn.execute(
-                "SELECT tile_data, sha256 FROM tiles WHERE zoom_level=? AND tile_column=? AND tile_row=?",
+                "SELECT CAST(tile_data AS BLOB), sha256 FROM tiles WHERE zoom_level=? AND tile_column=? AND tile_row=?",
                 (z, x, row),
             ).fetchone()
         if found is None:

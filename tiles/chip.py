@@ -81,7 +81,7 @@ class Chip:
         size = int(scale) * GEOMETRIES[self.geometry].crop_tile
         left = center_crop_offset(self.width, size)
         top = center_crop_offset(self.height, size)
-        return self.transform * Affine.translation(left, top), left, top, size
+        return self.transform @ Affine.translation(left, top), left, top, size
 
     def crop(self, scale: int) -> Chip:
         """Centre crop of ``scale`` × 300 px (bingmap) or × 256 px (sentinel, googleEarth), placed exactly
@@ -122,7 +122,7 @@ class Chip:
 
     def lonlat_of_pixel(self, row: float, col: float) -> tuple[float, float]:
         """(lon, lat) of a pixel position (use row + 0.5, col + 0.5 for a pixel centre)."""
-        x, y = self.transform * (col, row)
+        x, y = self.transform @ (col, row)
         lon, lat = _to_lonlat(self.crs, np.array([x]), np.array([y]))
         return float(lon[0]), float(lat[0])
 

@@ -120,7 +120,7 @@ def _warp_from_tiles(
     shift_m = ORIGIN * shift_deg / 180.0
     src_transform = Affine(res, 0.0, left * res - ORIGIN - shift_m, 0.0, -res, ORIGIN - top * res)
     shift_dst = shift_deg if grid.crs.to_epsg() == 4326 else shift_m
-    dst_transform = Affine.translation(-shift_dst, 0.0) * grid.transform
+    dst_transform = Affine.translation(-shift_dst, 0.0) @ grid.transform
     out = np.zeros((3, grid.height, grid.width), dtype=np.uint8)
     reproject(
         source=np.ascontiguousarray(np.moveaxis(mosaic, -1, 0)),

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from affine import Affine
 from pyproj import Geod
 from rasterio.crs import CRS
-from rasterio.transform import from_bounds
 
 from tiles.errors import ProviderError
 from tiles.mercator import ORIGIN, ground_resolution, lonlat_to_xy, mercator_resolution
@@ -55,6 +54,11 @@ GEOMETRIES: dict[str, GeometrySpec] = {
         "googleEarth", 1024, 256, GOOGLEEARTH_GSD, CRS_3857, "1024² at 0.2 m/px (SoundingEarth)"
     ),
 }
+
+
+def from_bounds(west: float, south: float, east: float, north: float, width: int, height: int) -> Affine:
+    """North-up affine transform of a ``width`` × ``height`` grid spanning the given bounds."""
+    return Affine((east - west) / width, 0.0, west, 0.0, -(north - south) / height, north)
 
 
 def geometry_spec(name: str) -> GeometrySpec:
