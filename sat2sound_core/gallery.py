@@ -335,7 +335,7 @@ class Gallery:
         return other
 
     def _recompute_audio(self, model: Any, batch_size: int) -> np.ndarray:
-        out = np.zeros((self.rows, DIM), dtype=np.float32)
+        out = np.zeros((self.rows, _model_dim(model)), dtype=np.float32)
         if "audio_raw" not in self.h5:
             log.warning("gallery %s has no raw audio; audio embeddings for this checkpoint are empty", self.path)
             return out
@@ -351,6 +351,10 @@ class Gallery:
         return out
 
 
+def _model_dim(model: Any) -> int:
+    return int(getattr(getattr(model, "config", None), "codebook_dim", DIM))
+
+
 def encode_texts(model: Any, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
     """(N, D) float32 text-path embeddings of ``texts`` with ``model.encode_text``, batched."""
     import torch
@@ -360,7 +364,7 @@ def encode_texts(model: Any, texts: Sequence[str], batch_size: int = 32) -> np.n
         for start in range(0, len(texts), batch_size):
             enc = model.encode_text(list(texts[start : start + batch_size]))
             rows.append(enc.embedding.float().cpu().numpy())
-    return np.concatenate(rows, axis=0).astype(np.float32) if rows else np.zeros((0, DIM), np.float32)
+    return np.concatenate(rows, axis=0).astype(np.float32) if rows else np.zeros((0, _model_dim(model)), np.float32)
 
 
 def encode_mels(model: Any, mels: Sequence[Any]) -> np.ndarray:
@@ -557,7 +561,7 @@ def build_gallery(
         else:
             text[s] = encode_texts(model, captions[s], batch_size)
         report(progress, i + 1, total, f"captions zl{s}")
-    audio_emb = np.zeros((n, DIM), dtype=np.float32)
+    audio_emb = np.zeros((n, _model_dim(model)), dtype=np.float32)
     raw: list[np.ndarray | None] = []
     with_audio = [i for i, r in enumerate(rows) if r.audio is not None]
     for start in range(0, len(with_audio), batch_size):

@@ -67,3 +67,24 @@ def tiny_model(sat_type: str = "bingmap", metadata_type: str = "latlong_month_ti
         model.fdt.space_dict.mul_(400.0)
     model.text_encoder = TinyTextEncoder(d_model=model.config.text_dim, seed=seed)
     return model
+
+
+def write_tiny_weights(folder: Any, sat_type: str = "bingmap",
+                       metadata_type: str = "latlong_month_time_asource_tsource", seed: int = 0) -> tuple[Any, Any]:
+    """Write the tiny model as product files: our converted safetensors checkpoint (what
+    ``load_model(path)`` reads) and a T5 folder (``SAT2SOUND_T5_DIR``: config, model.safetensors and a
+    tokenizer). Returns (checkpoint path, T5 folder)."""
+    import dataclasses
+    from pathlib import Path
+
+    from sat2sound_core.model import checkpoints as ck
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = tiny_model(sat_type=sat_type, metadata_type=metadata_type, seed=seed)
+    ckpt = folder / f"tiny_{sat_type}_{metadata_type.split('_')[0]}.safetensors"
+    ck.save_converted(ckpt, model.state_dict(), dataclasses.asdict(model.config), "0" * 64, "synthetic tiny model")
+    t5 = folder / "t5"
+    model.text_encoder.model.save_pretrained(str(t5))
+    model.text_encoder.tokenizer.save_pretrained(str(t5))
+    return ckpt, t5
