@@ -44,7 +44,8 @@ def make_point(lat: float, lon: float) -> Point:
     # Web-mercator imagery stops at about +-85.05 degrees; beyond that there is nothing to fetch.
     if not -85.0 <= lat <= 85.0:
         raise InputError(f"Latitude {lat:g} is outside -85..85 (web-mercator imagery); check the order is lat, lon.")
-    lon = ((lon + 180.0) % 360.0) - 180.0
+    if not -180.0 <= lon < 180.0:
+        lon = ((lon + 180.0) % 360.0) - 180.0
     return Point(lat=float(lat), lon=float(lon))
 
 

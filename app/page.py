@@ -403,7 +403,7 @@ def _results(ss: Any, ctl: Controls, heat: Any) -> None:
     st.subheader(f"{ss.point.label()} · scale {ctl.scale}")
     with guard("Showing the chip"):
         st.image(bridge.chip_with_grid(result.chip, heat), caption=bridge.chip_caption(result.chip),
-                 use_container_width=True)
+                 width="stretch")
     tab_caps, tab_concepts, tab_dl = st.tabs(["Captions", "Concepts", "Downloads"])
     with tab_caps:
         _captions(ss, ctl)

@@ -38,7 +38,8 @@ def reference_root() -> Path:
 def write_gallery(path: Path, dim: int = 1024, n: int = 60, seed: int = 0, checkpoint: str = "bingmap_withmeta") -> Path:
     """A small gallery in the official schema: captions per scale, text/audio embeddings, and
     pre-synthesised audio for every other row (a 440 Hz tone whose length encodes the row)."""
-    from sat2sound_core.gallery import SYNTH_RATE, write_gallery as _write
+    from sat2sound_core.gallery import SYNTH_RATE
+    from sat2sound_core.gallery import write_gallery as _write
 
     rng = np.random.default_rng(seed)
 
@@ -113,7 +114,9 @@ def tangoflux_tiny() -> Path:
 def app_env(home: Path, checkpoint: Path, gallery: Path, tile_url: str, precision: str = "fp32",
             kind: str = "text") -> dict[str, str]:
     """Environment for ``streamlit run app/main.py`` against local everything (docs/app.md)."""
+    t5 = t5_stand_in(CACHE / "t5-stand-in")
     return {
+        "SAT2SOUND_T5_DIR": str(t5),
         "SAT2SOUND_HOME": str(home / "home"),
         "SAT2SOUND_OFFLINE": "1",
         "HF_HUB_OFFLINE": "1",
@@ -129,3 +132,45 @@ def app_env(home: Path, checkpoint: Path, gallery: Path, tile_url: str, precisio
         "SAT2SOUND_APP_START_LAT": "45.0",
         "SAT2SOUND_APP_START_LON": "7.0",
     }
+
+
+_T5_WORDS = ("birds", "bird", "chirping", "trees", "park", "quiet", "cars", "buses", "road", "busy", "waves",
+             "beach", "sandy", "wind", "people", "talking", "market", "crowded", "square", "train", "bridge",
+             "river", "church", "bells", "ringing", "town", "old", "the", "a", "of", "in", "on", "and", "with",
+             "near", "over", "passing", "breaking", "recording", "variant")
+
+
+def t5_stand_in(folder: Path, d_model: int = 1024, seed: int = 0) -> Path:
+    """A FLAN-T5-shaped text encoder folder for SAT2SOUND_T5_DIR: 1-layer random T5 encoder of width
+    ``d_model`` (the Sat2Sound text path's input width) and a small word-level SentencePiece-style
+    tokenizer, so captions tokenise into ``▁word`` pieces as with FLAN-T5. Written once per folder."""
+    import json
+    import string
+
+    import torch
+    from safetensors.torch import save_file
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
+    from tokenizers.models import Unigram
+    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+    if (folder / "model.safetensors").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab += [("\u2581" + w, -1.0) for w in _T5_WORDS]
+    vocab += [("\u2581", -4.0), ("s", -3.0)]
+    vocab += [(c, -8.0) for c in string.ascii_lowercase + string.digits + "(),.'-"]
+    tok = Tokenizer(Unigram(vocab, unk_id=2, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    fast.save_pretrained(str(folder))
+    torch.manual_seed(seed)
+    cfg = T5Config(vocab_size=len(vocab), d_model=d_model, d_kv=16, d_ff=64, num_layers=1, num_heads=2,
+                   feed_forward_proj="gated-gelu", dropout_rate=0.0, is_encoder_decoder=False)
+    model = T5EncoderModel(cfg).eval()
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    save_file(state, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
+    return folder

@@ -1,0 +1,144 @@
+"""The real page run by Streamlit's AppTest (no browser) against synthetic weights and loopback tiles.
+
+AppTest cannot click a Leaflet map, so these tests enter points through the "lat, lon" search box,
+which goes through the same analysis path as a click (``ss.pending`` → engine.analyze).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[2]
+MAIN = str(REPO / "app" / "main.py")
+
+pytestmark = pytest.mark.slow
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=300)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _go(at: AppTest, text: str) -> AppTest:
+    at.text_input(key="search_text").input(text)
+    next(b for b in at.button if b.label == "Go").click()
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _markdown(at: AppTest) -> str:
+    return "\n".join(str(m.value) for m in at.markdown)
+
+
+def _errors(at: AppTest) -> list[str]:
+    return [str(e.value) for e in at.error]
+
+
+def test_search_box_analyses_the_point_and_lists_captions(app_env: dict[str, str]) -> None:
+    at = _go(_app(), "45.0, 7.0")
+    assert _errors(at) == []
+    result = at.session_state["result"]
+    assert (result.lat, result.lon) == (45.0, 7.0)
+    assert at.session_state["point"].label() == "45.000000, 7.000000"
+    # captions of the synthetic gallery, ranked, with scores
+    hits = at.session_state["hits"]
+    assert len(hits) == 5 and [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    md = _markdown(at)
+    assert hits[0].caption in md and f"score {hits[0].score:.3f}" in md
+    # the default text heatmap lies on the chip's active footprint, which contains the point
+    heat = next(v for k, v in at.session_state["heatmaps"].items() if k[1] == "text")
+    (s, w), (n, e) = heat.overlay_bounds
+    assert s < 45.0 < n and w < 7.0 < e
+    assert heat.values.shape == (14, 14)
+
+
+def test_same_point_is_not_reanalysed_but_rerun_button_and_scale_change_are(app_env: dict[str, str]) -> None:
+    at = _go(_app(), "45.001, 7.001")
+    first = at.session_state["result"]
+    _go(at, "45.001, 7.001")
+    assert at.session_state["result"] is first  # nothing changed: the stored result is kept
+    at.radio(key="ctl_scale").set_value(3).run()
+    assert not at.exception
+    third = at.session_state["result"]
+    assert third.scale == 3 and (third.lat, third.lon) == (45.001, 7.001)
+    assert third is not first
+    next(b for b in at.button if b.label.startswith("Re-run")).click()
+    at.run()
+    assert at.session_state["result"].scale == 3 and not _errors(at)
+
+
+def test_bad_coordinates_give_a_short_message_with_the_format(app_env: dict[str, str]) -> None:
+    at = _go(_app(), "somewhere nice")
+    errors = _errors(at)
+    assert len(errors) == 1 and "lat, lon" in errors[0]
+    assert "Traceback" not in errors[0]
+    assert at.session_state["result"] is None
+
+
+def test_word_and_concept_heatmaps(app_env: dict[str, str]) -> None:
+    at = _go(_app(), "45.002, 7.0")
+    at.selectbox(key="ctl_kind").set_value("word").run()
+    assert not at.exception and _errors(at) == []
+    caption = at.selectbox(key="q_caption").value
+    word = at.text_input(key="q_words").value
+    assert word and word in caption
+    heat = next(v for k, v in at.session_state["heatmaps"].items() if k[1] == "word")
+    assert heat.kind == "word" and heat.query == word
+    # a word that is not in the caption: the engine's message names the caption's tokens
+    at.text_input(key="q_words").input("zebra").run()
+    errors = _errors(at)
+    assert errors and "zebra" in errors[0] and "Traceback" not in errors[0]
+
+    at.selectbox(key="ctl_kind").set_value("concept").run()
+    assert not at.exception
+    cmap = next(v for k, v in at.session_state["heatmaps"].items() if k[1] == "concept")
+    assert cmap.groups and "concept" in _markdown(at)
+    assert f"concept {cmap.groups[0].code}" in _markdown(at)
+
+
+def test_missing_checkpoint_is_a_message_not_a_traceback(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAT2SOUND_APP_CHECKPOINT", str(REPO / "no-such-dir" / "model.ckpt"))
+    at = _go(_app(), "45.0, 7.0")
+    errors = _errors(at)
+    assert any("Analysing the point" in e and "checkpoint" in e.lower() for e in errors), errors
+    assert all("Traceback" not in e for e in errors)
+    assert at.session_state["result"] is None
+
+
+def test_offline_status_panel_says_so(app_env: dict[str, str]) -> None:
+    at = _app()
+    warnings = " ".join(str(w.value) for w in at.warning)
+    assert "Offline mode" in warnings and "SAT2SOUND_APP_CHECKPOINT" in warnings
+    md = _markdown(at)
+    assert "retrieval gallery" in md and "TangoFlux" in md
+
+
+def test_two_sessions_at_once_get_their_own_results(app_env: dict[str, str]) -> None:
+    points = {"a": "45.003, 7.0", "b": "44.99, 7.01"}
+    apps = {k: _app() for k in points}
+    out: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def run(key: str) -> None:
+        try:
+            out[key] = _go(apps[key], points[key]).session_state["result"]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in points]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    assert not errors, errors
+    assert (out["a"].lat, out["a"].lon) == (45.003, 7.0)
+    assert (out["b"].lat, out["b"].lon) == (44.99, 7.01)
+    assert out["a"].chip.lonlat_bounds != out["b"].chip.lonlat_bounds
