@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import requests
@@ -131,7 +131,7 @@ class TileFetcher:
                 continue
             todo.append(t)
         if todo:
-            results = list(self._pool.map(lambda t: self._download(source, t), todo))
+            results = self._download_all(source, todo)
             stats.network = len(todo)
             fresh = []
             for t, data in zip(todo, results, strict=True):
@@ -146,6 +146,21 @@ class TileFetcher:
         log.debug("%s: %s", source.name, stats)
         return out
 
+    def _download_all(self, source: XYZProvider, todo: list[Tile]) -> list[bytes | None]:
+        # On the first failure the other downloads are told to stop (before their next attempt) and
+        # awaited, so no request of a failed chip is still running when the error reaches the caller.
+        abort = threading.Event()
+        futures = [self._pool.submit(self._download, source, t, abort) for t in todo]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+            return [f.result() for f in futures]
+        except BaseException:
+            abort.set()
+            for f in futures:
+                f.cancel()
+            wait(futures)
+            raise
+
     def _sleep_for(self, attempt: int, response: requests.Response | None) -> float:
         delay = self.backoff * (2**attempt)
         if response is not None:
@@ -154,11 +169,13 @@ class TileFetcher:
                 delay = max(delay, float(retry_after))
         return min(delay, self.max_backoff)
 
-    def _download(self, source: XYZProvider, tile: Tile) -> bytes | None:
+    def _download(self, source: XYZProvider, tile: Tile, abort: threading.Event) -> bytes | None:
         url = source.url(*tile)
         shown = source.redact(url)
         problem = ""
         for attempt in range(self.retries + 1):
+            if abort.is_set():
+                raise TileFetchError(f"{source.name}: tile {shown} abandoned (another tile failed).")
             response: requests.Response | None = None
             try:
                 response = self.session.get(url, timeout=self.timeout)
@@ -185,7 +202,7 @@ class TileFetcher:
             if attempt < self.retries:
                 delay = self._sleep_for(attempt, response)
                 log.info("tile %s: %s; retry %d/%d in %.2f s", shown, problem, attempt + 1, self.retries, delay)
-                time.sleep(delay)
+                abort.wait(delay)
         raise TileFetchError(
             f"{source.name}: tile {shown} failed after {self.retries + 1} attempts ({problem}). The server may "
             "be overloaded or unreachable; try again later or choose another provider."

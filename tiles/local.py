@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from pyproj import Geod
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_bounds
@@ -91,6 +91,14 @@ def _band_indexes(src: rasterio.io.DatasetReader) -> list[int]:
     return [1, 1, 1]
 
 
+def _has_mask(src: rasterio.io.DatasetReader) -> bool:
+    # Sources with nodata, an alpha band or an internal mask already tell the warper where data is;
+    # for the others an alpha band is added so pixels outside the file come back masked.
+    return src.nodata is not None or ColorInterp.alpha in src.colorinterp or any(
+        MaskFlags.per_dataset in flags for flags in src.mask_flag_enums
+    )
+
+
 def _to_uint8(data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, str | None]:
     if data.dtype == np.uint8:
         return data, None
@@ -115,6 +123,7 @@ def read_to_grid(provider: LocalRasterProvider, grid: Grid, lat: float, lon: flo
             width=grid.width,
             height=grid.height,
             resampling=Resampling.bilinear,
+            add_alpha=not _has_mask(src),
         ) as vrt:
             data = vrt.read(bands)
             mask = vrt.dataset_mask() > 0

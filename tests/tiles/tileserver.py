@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 from PIL import Image
 
-FAULTS = ("429", "500", "html", "placeholder", "blank", "slow", "404", "garbage", "transparent")
+FAULTS = ("429", "500", "403", "html", "placeholder", "blank", "slow", "404", "garbage", "transparent")
 
 
 def coordinate_tile(z: int, x: int, y: int, size: int = 256) -> np.ndarray:
@@ -90,7 +90,7 @@ class TileServer:
     ``url_template`` is ``http://127.0.0.1:PORT/{z}/{x}/{y}.png``; ``quadkey_template`` the ``{q}`` form.
     ``request_count`` counts tile requests (``requests`` lists their paths); ``reset_counts()`` zeroes
     them. ``add_fault(kind, times=1)`` queues a fault for the next ``times`` tile requests (None: all):
-    ``429``/``500`` status, ``html`` (an error page with status 200), ``placeholder`` (a grey "no imagery"
+    ``429``/``500``/``403`` status, ``html`` (an error page with status 200), ``placeholder`` (a grey "no imagery"
     tile, sha256 in ``placeholder_sha256``), ``blank`` (a uniform tile), ``slow`` (sleeps
     ``slow_seconds`` first), ``404``, ``garbage`` (non-image bytes labelled image/png), ``transparent``.
     """
@@ -232,7 +232,7 @@ class TileServer:
         try:
             if fault == "slow":
                 time.sleep(self.slow_seconds)
-            if fault in ("429", "500", "404"):
+            if fault in ("429", "500", "403", "404"):
                 self._send(handler, int(fault), b"<html><body>error</body></html>", "text/html")
             elif fault == "html":
                 self._send(handler, 200, b"<!DOCTYPE html><html><body>Service unavailable</body></html>", "text/html")
