@@ -1,0 +1,101 @@
+"""Synthesised audio as data, and how it is written: WAV (soundfile) plus a JSON sidecar, atomically."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sat2sound_core.errors import InputError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sidecar_path(wav_path: Path) -> Path:
+    """``clip.wav`` → ``clip.json``."""
+    return wav_path.with_suffix(".json")
+
+
+@dataclass
+class Audio:
+    """A stereo clip: ``samples`` float32 ``(channels, N)`` at ``sample_rate`` Hz, plus what made it.
+
+    ``metadata`` records the caption, duration, steps, guidance, seed, weights identity and mode so a
+    saved file can be traced back to its request (it becomes the JSON sidecar).
+    """
+
+    samples: np.ndarray
+    sample_rate: int = 44100
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        samples = np.asarray(self.samples, dtype=np.float32)
+        if samples.ndim == 1:
+            samples = samples[None, :]
+        if samples.ndim != 2:
+            raise InputError(f"audio samples must be (channels, N), got shape {samples.shape}")
+        self.samples = samples
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.samples.shape[1] / self.sample_rate
+
+    @property
+    def peak(self) -> float:
+        return float(np.abs(self.samples).max()) if self.samples.size else 0.0
+
+    def to_wav_bytes(self, subtype: str = "FLOAT", normalize: bool = False) -> bytes:
+        """The clip as WAV bytes. ``subtype="FLOAT"`` keeps the samples exactly; for ``"PCM_16"`` the clip is
+        peak-normalised (when ``normalize`` or when it would clip) so nothing wraps around."""
+        import soundfile as sf
+
+        data = self.samples
+        if normalize or (subtype.startswith("PCM") and self.peak > 1.0):
+            data = data / max(self.peak, 1e-9) * 0.98
+        buf = io.BytesIO()
+        sf.write(buf, data.T, self.sample_rate, format="WAV", subtype=subtype)
+        return buf.getvalue()
+
+    def save(self, path: str | os.PathLike[str], subtype: str = "FLOAT") -> Path:
+        """Write ``path`` (WAV) and its JSON sidecar (``.json`` next to it), each atomically; returns the WAV path."""
+        wav = Path(path)
+        atomic_write_bytes(wav, self.to_wav_bytes(subtype=subtype))
+        meta = {"sample_rate": self.sample_rate, "channels": int(self.samples.shape[0]),
+                "frames": int(self.samples.shape[1]), "subtype": subtype, **self.metadata}
+        atomic_write_bytes(sidecar_path(wav), json.dumps(meta, indent=2, sort_keys=True).encode())
+        return wav
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Audio:
+        """Read a WAV written by :meth:`save` (sidecar metadata included when present)."""
+        import soundfile as sf
+
+        wav = Path(path)
+        data, rate = sf.read(str(wav), dtype="float32", always_2d=True)
+        meta: dict[str, Any] = {}
+        side = sidecar_path(wav)
+        if side.is_file():
+            meta = json.loads(side.read_text())
+            for key in ("sample_rate", "channels", "frames", "subtype"):
+                meta.pop(key, None)
+        return cls(np.ascontiguousarray(data.T), int(rate), meta)
