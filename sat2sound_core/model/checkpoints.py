@@ -118,7 +118,7 @@ def safe_torch_load(path: Path) -> Any:
             f"classes that a Sat2Sound checkpoint never needs, so it was not unpickled.{what} Only "
             "use checkpoints from a source you trust (the official MVRL/sat2sound files load fine)."
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # torch raises many types for damaged bytes (RuntimeError, EOFError, IndexError …)
         raise WeightsError(
             f"Checkpoint {path} is truncated or corrupt ({exc.__class__.__name__}: {exc}); "
             "delete it and download it again."
