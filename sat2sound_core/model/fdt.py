@@ -77,13 +77,16 @@ class FDT(nn.Module):
     def query(self, tokens: torch.Tensor, query_model: QueryModel, mask: torch.Tensor | None = None,
               return_scores: bool = False) -> CodebookQuery:
         """Score (B,N,d_in) tokens against the codebook; ``mask`` (B,N) bool marks real text tokens."""
-        q = query_model(tokens)
-        codebook = self.space_dict if self.score_codebook is None else self.score_codebook
-        scores = torch.matmul(q.to(codebook.dtype), codebook.t())  # (B,N,K) raw token·code products
-        # official: S = T/√D; S·mask; S/temperature; max over tokens. Division by a positive constant
-        # is monotone, so pooling first and scaling the (B,K) maxima gives identical float32 values.
-        masked = scores if mask is None else scores * mask[..., None].to(scores.dtype)
-        pooled = masked.amax(dim=1).float() / self.scale / self.temperature
-        weights = sparsemax(pooled)
-        embedding = torch.matmul(weights, self.space_dict.float())
+        # everything here is float32 even in bf16 mode except the token·codebook product: sparsemax
+        # over 16000 pooled maxima is sensitive to the query's rounding (bf16 costs ~1e-3 cosine)
+        with torch.autocast(tokens.device.type, enabled=False):
+            q = query_model(tokens.float())
+            codebook = self.space_dict if self.score_codebook is None else self.score_codebook
+            scores = torch.matmul(q.to(codebook.dtype), codebook.t())  # (B,N,K) raw token·code products
+            # official: S = T/√D; S·mask; S/temperature; max over tokens. Division by a positive
+            # constant is monotone, so pooling first and scaling the (B,K) maxima is bit-identical.
+            masked = scores if mask is None else scores * mask[..., None].to(scores.dtype)
+            pooled = masked.amax(dim=1).float() / self.scale / self.temperature
+            weights = sparsemax(pooled)
+            embedding = torch.matmul(weights, self.space_dict.float())
         return CodebookQuery(weights, embedding, scores.float() if return_scores else None)

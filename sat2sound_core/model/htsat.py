@@ -221,13 +221,36 @@ class HTSATPatchEmbed(nn.Module):
         return self.norm(x)
 
 
+class FrozenBatchNorm(nn.Module):
+    """Evaluation-only BatchNorm over the mel axis (``bn0``): running statistics, affine, eps 1e-5.
+
+    Holds ``weight, bias, running_mean, running_var`` like ``nn.BatchNorm2d`` but no
+    ``num_batches_tracked`` counter, which inference never reads.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.running_mean: torch.Tensor
+        self.running_var: torch.Tensor
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise the last axis of ``x``."""
+        return F.batch_norm(x.transpose(1, -1), self.running_mean, self.running_var, self.weight,
+                            self.bias, False, 0.0, self.eps).transpose(1, -1)
+
+
 class HTSAT(nn.Module):
     """``audio_enc``: log-mel (B,T,F) → frame tokens (B, n_frames, audio_frame_dim), time order."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.bn0 = nn.BatchNorm2d(config.mel_bins)
+        self.bn0 = FrozenBatchNorm(config.mel_bins, config.htsat_eps)
         self.patch_embed = HTSATPatchEmbed(config.htsat_patch, config.htsat_embed_dim, config.htsat_eps)
         side = config.htsat_spec_size // config.htsat_patch
         n_stages = len(config.htsat_depths)
@@ -241,10 +264,7 @@ class HTSAT(nn.Module):
     def fold(self, mel: torch.Tensor) -> torch.Tensor:
         """(B,T,F) mel → bn0 → bicubic time stretch → (B,1,S,S) image (row = chunk·F + mel)."""
         cfg = self.config
-        bn = self.bn0
-        assert bn.running_mean is not None and bn.running_var is not None
-        x = F.batch_norm(mel.float().unsqueeze(1).transpose(1, 3), bn.running_mean, bn.running_var,
-                         bn.weight, bn.bias, False, 0.0, bn.eps).transpose(1, 3)  # (B,1,T,F)
+        x = self.bn0(mel.float().unsqueeze(1))  # (B,1,T,F), statistics per mel bin
         if x.shape[2] < cfg.htsat_frames:
             x = F.interpolate(x, (cfg.htsat_frames, x.shape[3]), mode="bicubic", align_corners=True)
         b, ratio = x.shape[0], cfg.htsat_freq_ratio

@@ -19,12 +19,12 @@ import torch
 from torch import nn
 
 from sat2sound_core.errors import ConfigError, InputError, WeightsError
-from sat2sound_core.model.config import GSD, ModelConfig
+from sat2sound_core.model.config import ModelConfig
 from sat2sound_core.model.fdt import FDT, CodebookQuery
 from sat2sound_core.model.fuser import SatEncoder
 from sat2sound_core.model.htsat import AudioEncoder
 from sat2sound_core.model.metadata import Metadata, MetadataBatch, encode_metadata
-from sat2sound_core.model.vit import SatMAEBackbone
+from sat2sound_core.model.vit import SatMAEBackbone, ground_resolution
 
 PRECISIONS = ("fp32", "bf16")
 _PRECISION_ALIASES = {"fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16"}
@@ -154,9 +154,10 @@ class Sat2Sound(nn.Module):
     def set_precision(self, precision: str) -> Sat2Sound:
         """Choose the matrix-math precision: ``"fp32"`` or ``"bf16"``.
 
-        bf16 casts the Linear/Conv/Embedding weights to bfloat16 once and runs the towers under bf16
+        bf16 casts the towers' Linear/Conv/Embedding weights to bfloat16 once and runs them under bf16
         autocast; LayerNorm/BatchNorm parameters, the residual streams, the positional embedding, the
-        codebook pooling, sparsemax and the final ``weights · codebook`` product stay float32.
+        codebook query maps, the pooling, sparsemax and the final ``weights · codebook`` product stay
+        float32 (the token·codebook scores use a bf16 copy of the codebook).
         Switching back to fp32 after bf16 would be lossy, so it raises: reload the model instead.
         """
         wanted = _PRECISION_ALIASES.get(str(precision).lower())
@@ -166,7 +167,11 @@ class Sat2Sound(nn.Module):
             return self
         if wanted == "fp32":
             raise ConfigError("this model's weights were cast to bf16; reload it to run in fp32")
+        keep_fp32 = {id(m) for q in (self.fdt.img_query_model, self.fdt.txt_query_model,
+                                     self.fdt.audio_query_model) for m in q.modules()}
         for module in self.modules():
+            if id(module) in keep_fp32:
+                continue
             if isinstance(module, nn.Linear | nn.Conv2d | nn.Embedding):
                 module.to(torch.bfloat16)
             elif hasattr(module, "in_proj_weight"):
@@ -263,8 +268,7 @@ class Sat2Sound(nn.Module):
             )
         batch = x.shape[0]
         values = self._scales(scales, batch)
-        resolution = torch.tensor(values, dtype=torch.float32, device=self.device) * torch.tensor(
-            GSD[cfg.sat_type], dtype=torch.float32)
+        resolution = ground_resolution(values, cfg.sat_type, self.device)
         meta = self._metadata(metadata, batch)
         with self._compute():
             tokens = self.satmae_backbone(x, resolution).float()

@@ -12,7 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sat2sound_core.model.config import ModelConfig
+from sat2sound_core.model.config import GSD, ModelConfig
+
+
+def ground_resolution(scales: list[int], sat_type: str, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B,) float32 metres per pixel: ``scale × GSD[sat_type]`` multiplied in Python (double)
+    and then rounded to float32, as the official code does (3 × 0.6 gives float32(1.8), not
+    float32(3) × float32(0.6))."""
+    return torch.tensor([s * GSD[sat_type] for s in scales], dtype=torch.float32, device=device)
 
 
 def gsd_sincos_pos_embed(dim: int, grid: int, resolution: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,101 @@
+"""HTS-AT pieces: Swin constants, fold, value path, pooling to time-ordered frames."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from sat2sound_core.model.config import ModelConfig
+from sat2sound_core.model.htsat import (
+    HTSAT,
+    PatchMerging,
+    ValuePathBlock,
+    relative_position_index,
+    shifted_window_mask,
+)
+from tests.conftest import reference_file
+
+
+def _make_weights(folder: Path):  # the reference generator builds the official constants
+    spec = importlib.util.spec_from_file_location("make_weights", reference_file(folder, "make_weights.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_swin_constants_match_the_reference_generator(sat2sound_reference: Path) -> None:
+    mw = _make_weights(sat2sound_reference)
+    assert torch.equal(relative_position_index(8), mw.swin_relative_position_index(64))
+    for side in (64, 32, 16):
+        n_windows = (side // 8) ** 2
+        assert torch.equal(shifted_window_mask(side, 8, 4), mw.swin_shift_mask(n_windows, 64)), side
+
+
+def test_relative_position_index_formula() -> None:
+    idx = relative_position_index(8)
+    # token 9 = (1,1), token 0 = (0,0): Δrow = Δcol = 1 -> (1+7)*15 + (1+7)
+    assert idx[9, 0] == 8 * 15 + 8 and idx[0, 0] == 7 * 15 + 7
+
+
+def test_fold_places_time_chunks_under_each_other() -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig.tiny()
+    net = HTSAT(cfg).eval()
+    mel = torch.randn(1, 1001, 64)
+    img = net.fold(mel)
+    assert img.shape == (1, 1, 256, 256)
+    bn = net.bn0
+    normed = (mel - bn.running_mean) / torch.sqrt(bn.running_var + 1e-5) * bn.weight + bn.bias
+    stretched = F.interpolate(normed[:, None], (1024, 64), mode="bicubic", align_corners=True)[0, 0]
+    chunk, mel_bin, col = 2, 5, 17
+    assert torch.allclose(img[0, 0, chunk * 64 + mel_bin, col], stretched[chunk * 256 + col, mel_bin], atol=1e-6)
+
+
+def test_patch_merging_concat_order() -> None:
+    merge = PatchMerging(1, 1e-5)
+    with torch.no_grad():
+        merge.norm.weight.fill_(1.0)
+        merge.norm.bias.zero_()
+        merge.reduction.weight.copy_(torch.eye(2, 4))  # keep the first two concatenated channels
+    x = torch.arange(16.0).reshape(1, 4, 4, 1)  # value = row*4 + col
+    out = merge(x)
+    # first two entries of [x(0,0), x(1,0), x(0,1), x(1,1)] are normalised (0, 4): negative, then positive
+    assert out.shape == (1, 2, 2, 2) and out[0, 0, 0, 0] < 0 < out[0, 0, 0, 1]
+
+
+def test_value_path_block_formula() -> None:
+    torch.manual_seed(0)
+    block = ValuePathBlock(6, 1e-5)
+    x = torch.randn(2, 3, 3, 6)
+    v = x + block.attn.proj(block.attn.v_proj(block.norm1(x)))
+    assert torch.allclose(block(x), v + block.norm2(v), atol=1e-6)
+
+
+def test_frames_are_time_ordered_and_local() -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig.tiny()
+    net = HTSAT(cfg).eval()
+    mel = torch.randn(1, 1001, 64)
+    changed = mel.clone()
+    changed[0, 900:] += 5.0  # only the end of the clip changes
+    with torch.inference_mode():
+        a, b = net(mel), net(changed)
+    assert a.shape == (1, cfg.n_audio_frames, cfg.audio_frame_dim)
+    diff = (a - b).abs().amax(dim=-1)[0]
+    # the first frames are out of the receptive field of the last 10 % of the clip
+    assert diff[: cfg.n_audio_frames // 2].max() < diff[-4:].max() * 1e-3 + 1e-6
+
+
+def test_last_block_has_no_dead_parameters() -> None:
+    keys = set(HTSAT(ModelConfig()).state_dict())
+    last = "layers.3.blocks.1."
+    assert {k[len(last):] for k in keys if k.startswith(last)} == {
+        "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias",
+        "attn.v_proj.weight", "attn.v_proj.bias", "attn.proj.weight", "attn.proj.bias",
+    }
+    assert not any(k.startswith(("tscam_conv", "head", "audio_feats_extractor")) for k in keys)
+    assert "layers.0.blocks.1.attn_mask" in keys and "layers.3.blocks.0.attn_mask" not in keys
