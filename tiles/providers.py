@@ -30,6 +30,8 @@ from tiles.mercator import quadkey
 CACHE_POLICIES = ("disk", "memory", "none")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _KNOWN_FIELDS = {"z", "x", "y", "-y", "q", "s", "key"}
+# WMTS RESTful templates (GoogleMapsCompatible tile matrix set) use these names for z, x, y.
+_WMTS_ALIASES = {"{TileMatrix}": "{z}", "{TileCol}": "{x}", "{TileRow}": "{y}"}
 
 
 class Provider:
@@ -84,8 +86,9 @@ def _slug(text: str) -> str:
 
 
 class XYZProvider(TileSource):
-    """Tiles from an http(s) URL template with ``{z}``, ``{x}``, ``{y}`` (or ``{-y}`` for TMS rows) or
-    ``{q}`` (Bing-style quadkey), optionally ``{s}`` (one of ``subdomains``) and ``{key}`` (filled from the
+    """Tiles from an http(s) URL template with ``{z}``, ``{x}``, ``{y}`` (or ``{-y}`` for TMS rows; WMTS
+    RESTful ``{TileMatrix}``/``{TileCol}``/``{TileRow}`` of a GoogleMapsCompatible matrix set are accepted
+    too) or ``{q}`` (Bing-style quadkey), optionally ``{s}`` (one of ``subdomains``) and ``{key}`` (filled from the
     environment variable ``key_env`` when a URL is built; the key never appears in reprs or logs).
 
     ``attribution`` is required and shown wherever the imagery is; ``max_zoom`` is the deepest zoom the
@@ -113,6 +116,8 @@ class XYZProvider(TileSource):
         if not isinstance(url_template, str) or not url_template.strip():
             raise ProviderError("url_template must be a non-empty http(s) URL template with {z}/{x}/{y}.")
         url_template = url_template.strip()
+        for alias, field in _WMTS_ALIASES.items():
+            url_template = url_template.replace(alias, field)
         scheme = urlsplit(url_template.replace("{s}", "a")).scheme.lower()
         if scheme not in ("http", "https"):
             raise ProviderError(

@@ -72,6 +72,8 @@ def test_template_fields() -> None:
     assert p.url(3, 3, 5) == "https://x.h/3/3/2/213.png"
     assert p.url(3, 4, 5).startswith("https://y.h/")
     assert p.name == "x.h"
+    wmts = XYZProvider("https://h/wmts/layer/default/g/{TileMatrix}/{TileRow}/{TileCol}.jpg", "a", max_zoom=14)
+    assert wmts.url(14, 3, 5) == "https://h/wmts/layer/default/g/14/5/3.jpg"
 
 
 def test_azure_needs_key_and_never_shows_it(monkeypatch: pytest.MonkeyPatch) -> None:

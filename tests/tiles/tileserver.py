@@ -78,6 +78,12 @@ def quadkey_to_tile(quadkey: str) -> tuple[int, int, int]:
     return len(quadkey), x, y
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128  # the default backlog of 5 makes concurrent clients wait for SYN retries (1 s)
+
+
 @dataclass
 class _Fault:
     kind: str
@@ -120,9 +126,7 @@ class TileServer:
             def log_message(self, format: str, *args: object) -> None:  # quiet
                 pass
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        httpd.daemon_threads = True
-        httpd.block_on_close = False  # type: ignore[attr-defined]
+        httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, name="tileserver", daemon=True)
         self._thread.start()
