@@ -33,18 +33,22 @@ _models: dict[tuple[str, str, str], Sat2Sound] = {}
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
-@lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """True when /proc/cpuinfo lists AMX-BF16 or AVX512-BF16 (bf16 matrix math is then fast on CPU)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    for line in text.splitlines():
+def bf16_flags_in(cpuinfo: str) -> bool:
+    """True when a /proc/cpuinfo text lists AMX-BF16 or AVX512-BF16 among its CPU flags."""
+    for line in cpuinfo.splitlines():
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
             return any(f in flags for f in _BF16_CPU_FLAGS)
     return False
+
+
+@lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU has AMX-BF16 or AVX512-BF16 (bf16 matrix math is then fast on CPU)."""
+    try:
+        return bf16_flags_in(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return False
 
 
 def resolve_device(device: str | torch.device = "cpu") -> torch.device:
@@ -86,6 +90,12 @@ def config_from_dict(values: Mapping[str, Any]) -> ModelConfig:
             continue
         kwargs[key] = tuple(value) if isinstance(value, list) else value
     return ModelConfig(**kwargs)
+
+
+def official_config(fields: Mapping[str, Any]) -> ModelConfig:
+    """The config of an official checkpoint: official sizes plus what its file says (name, sat_type,
+    metadata_type, widths). Layer counts and heads are not recorded in the files; they are fixed."""
+    return ModelConfig(**fields)
 
 
 def _unused_patterns(model: Sat2Sound) -> list[re.Pattern[str]]:
@@ -158,7 +168,7 @@ def _load_cpu_fp32(file: Path, info: Any, use_cache: bool) -> Sat2Sound:
             except WeightsError as exc:
                 log.warning("ignoring unusable converted copy %s: %s", cached, exc)
     official = ck.read_official_checkpoint(file)
-    config = ModelConfig(**ck.infer_config_fields(official, info))
+    config = official_config(ck.infer_config_fields(official, info))
     model = _build(config, official.state_dict, str(file), convert=True)
     if cached is not None:
         try:
