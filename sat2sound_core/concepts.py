@@ -94,11 +94,12 @@ def concept_map(
     k = int(top_k)
     if not 1 <= k <= scores.shape[1]:
         raise InputError(f"top_k must be within 1 … {scores.shape[1]}, got {top_k}")
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    codes = np.take_along_axis(part, order, axis=1).astype(np.int64)
-    top_scores = np.take_along_axis(part_scores, order, axis=1)
+    import torch
+
+    # torch.topk is several times faster than numpy's argpartition on (196, 16000) and sorts
+    top = torch.topk(torch.from_numpy(scores), k, dim=1, largest=True, sorted=True)
+    codes = top.indices.numpy().astype(np.int64)
+    top_scores = top.values.numpy()
     top1 = codes[:, 0]
     groups: list[ConceptGroup] = []
     examples: dict[int, tuple[str, ...]] = {}

@@ -486,7 +486,13 @@ class Engine:
         g = self.get_gallery(gallery)
         return g.audio(int(hit.row), int(hit.scale))
 
+    def clear_results(self) -> None:
+        """Forget analysed chips (the next analyze re-encodes); query encodings stay cached."""
+        with self._lock:
+            self._results.clear()
+
     def clear_cache(self) -> None:
+        """Forget analysed chips and cached query encodings."""
         with self._lock:
             self._results.clear()
             self._texts.clear()
