@@ -183,6 +183,10 @@ def build_transformer(config: TangoFluxConfig) -> nn.Module:
 
 def build_vae(config: TangoFluxConfig) -> nn.Module:
     """The waveform decoder: a stock ``AutoencoderOobleck``."""
+    import warnings
+
     from diffusers import AutoencoderOobleck
 
-    return cast(nn.Module, AutoencoderOobleck(**config.vae))
+    with warnings.catch_warnings():  # diffusers still uses the old weight_norm API; the checkpoint keys need it
+        warnings.filterwarnings("ignore", message=".*weight_norm.*", category=FutureWarning)
+        return cast(nn.Module, AutoencoderOobleck(**config.vae))
