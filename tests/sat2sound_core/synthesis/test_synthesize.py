@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sat2sound_core.errors import InputError
-from sat2sound_core.progress import CancelToken, Cancelled
+from sat2sound_core.progress import Cancelled, CancelToken
 from sat2sound_core.synthesis import FAST_STEPS, LICENCE_NOTE, Audio, CaptionTruncatedWarning
 from tests.sat2sound_core.synthesis.conftest import rel_err
 
