@@ -164,7 +164,6 @@ class XYZProvider(TileSource):
         self.repeats_are_placeholders = repeats_are_placeholders
         self.notes = notes
         self.name = name or urlsplit(url_template.replace("{s}", self.subdomains[0])).netloc or "xyz"
-        self._lock = threading.Lock()
 
     @staticmethod
     def _redact_template(template: str) -> str:

@@ -311,3 +311,11 @@ def test_persistent_timeout_fails_clearly(provider: XYZProvider, server: TileSer
     finally:
         server.clear_faults()
         quick.close()
+
+
+def test_window_beyond_mercator_limit_is_black_and_noted(provider: XYZProvider, fetcher: TileFetcher) -> None:
+    chip = tiles.fetch_chip(85.0511, 0.0, "bingmap", provider, fetcher=fetcher)
+    note = next(n for n in chip.notes if "beyond web mercator" in n)
+    rows = int(note.split()[0])
+    assert 0 < rows < 1500
+    assert (chip.image[:rows] == 0).all() and chip.image[rows:].any()

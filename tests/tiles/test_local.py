@@ -121,6 +121,7 @@ def test_file_not_covering_the_point_says_how_far(utm_fine: tuple[Path, tuple[fl
     assert km == pytest.approx(north_edge, abs=0.2)
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_unreadable_and_unreferenced_files(tmp_path: Path) -> None:
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"II*\x00 definitely not a tiff")
