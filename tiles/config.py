@@ -45,6 +45,7 @@ class TilesConfig:
 
     ``googleearth_source`` (``SAT2SOUND_GOOGLEEARTH_SOURCE``, tiles-only) names a local file/folder or an
     http(s) ``{z}/{x}/{y}`` template used when ``fetch_chip(..., "googleEarth")`` gets no provider.
+    ``offline`` (``SAT2SOUND_OFFLINE``, the product's switch) serves tiles from the caches only.
     """
 
     home: Path
@@ -52,6 +53,7 @@ class TilesConfig:
     tile_cache: bool = True
     esri_disk_cache: bool = False
     googleearth_source: str = ""
+    offline: bool = False
 
     @property
     def tile_cache_dir(self) -> Path:
@@ -70,6 +72,7 @@ def get_config(env: dict[str, str] | None = None) -> TilesConfig:
         tile_cache=_bool(env, "TILE_CACHE", True),
         esri_disk_cache=_bool(env, "ESRI_DISK_CACHE", False),
         googleearth_source=env.get(PREFIX + "GOOGLEEARTH_SOURCE", "").strip(),
+        offline=_bool(env, "OFFLINE", False),
     )
 
 

@@ -130,6 +130,11 @@ class TileFetcher:
                 self.memory.put((source.cache_key, *t), data)
                 continue
             todo.append(t)
+        if todo and config.offline:
+            raise TileFetchError(
+                f"offline (SAT2SOUND_OFFLINE is set): {len(todo)} of {len(tiles)} tiles of {source.name} are not "
+                "in the tile cache. Unset SAT2SOUND_OFFLINE to download them, or use a local file."
+            )
         if todo:
             results = self._download_all(source, todo)
             stats.network = len(todo)

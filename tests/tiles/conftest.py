@@ -17,7 +17,7 @@ def tiles_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     home = tmp_path / "home"
     monkeypatch.setenv("SAT2SOUND_HOME", str(home))
     for name in ("SAT2SOUND_TILE_CACHE", "SAT2SOUND_ESRI_DISK_CACHE", "SAT2SOUND_USER_AGENT",
-                 "SAT2SOUND_GOOGLEEARTH_SOURCE", "AZURE_MAPS_KEY"):
+                 "SAT2SOUND_GOOGLEEARTH_SOURCE", "SAT2SOUND_OFFLINE", "AZURE_MAPS_KEY"):
         monkeypatch.delenv(name, raising=False)
     tiles.clear_memory_cache()
     yield home

@@ -17,6 +17,7 @@ def test_defaults_agree_with_product_settings(monkeypatch: pytest.MonkeyPatch, t
     assert ours.user_agent == theirs.user_agent == DEFAULT_USER_AGENT
     assert ours.tile_cache is theirs.tile_cache is True
     assert ours.esri_disk_cache is theirs.esri_disk_cache is False
+    assert ours.offline is theirs.offline is False
     assert ours.tile_cache_dir == tmp_path / "xdg" / "sat2sound" / "tiles"
 
 
@@ -26,13 +27,15 @@ def test_same_env_same_values(tmp_path: Path) -> None:
         "SAT2SOUND_USER_AGENT": "tester/1.0",
         "SAT2SOUND_TILE_CACHE": "no",
         "SAT2SOUND_ESRI_DISK_CACHE": "yes",
+        "SAT2SOUND_OFFLINE": "on",
     }
     ours, theirs = get_config(env), from_env(env)
-    assert (ours.home, ours.user_agent, ours.tile_cache, ours.esri_disk_cache) == (
+    assert (ours.home, ours.user_agent, ours.tile_cache, ours.esri_disk_cache, ours.offline) == (
         theirs.home,
         theirs.user_agent,
         theirs.tile_cache,
         theirs.esri_disk_cache,
+        theirs.offline,
     )
 
 

@@ -319,3 +319,17 @@ def test_window_beyond_mercator_limit_is_black_and_noted(provider: XYZProvider, 
     rows = int(note.split()[0])
     assert 0 < rows < 1500
     assert (chip.image[:rows] == 0).all() and chip.image[rows:].any()
+
+
+def test_offline_uses_caches_only(monkeypatch: pytest.MonkeyPatch, provider: XYZProvider, server: TileServer, fetcher: TileFetcher) -> None:
+    monkeypatch.setenv("SAT2SOUND_OFFLINE", "1")
+    with pytest.raises(TileFetchError, match=r"offline \(SAT2SOUND_OFFLINE is set\): 49 of 49 tiles"):
+        tiles.fetch_chip(45.0, 7.0, "bingmap", provider, fetcher=fetcher)
+    assert server.request_count == 0
+    monkeypatch.setenv("SAT2SOUND_OFFLINE", "0")
+    tiles.fetch_chip(45.0, 7.0, "bingmap", provider, fetcher=fetcher)
+    n = server.request_count
+    tiles.clear_memory_cache()
+    monkeypatch.setenv("SAT2SOUND_OFFLINE", "1")
+    chip = tiles.fetch_chip(45.0, 7.0, "bingmap", provider, fetcher=fetcher)  # from the disk cache
+    assert server.request_count == n and chip.image.shape == (1500, 1500, 3)
