@@ -181,6 +181,12 @@ def fetch_chip(
     else:
         raise ProviderError(f"{source!r} is neither a tile source nor a local raster provider.")
     check_not_blank(image, source)
+    if isinstance(source, TileSource) and fetcher is not None:
+        st = fetcher.last_stats
+        log.info(
+            "%s chip at (%.5f, %.5f) from %s: %d tiles (memory %d, disk %d, network %d), fetched in %.2f s",
+            spec.name, lat, lon, source.name, st.tiles, st.memory, st.disk, st.network, st.seconds,
+        )
     if source.notes:
         notes.append(source.notes)
     return Chip(

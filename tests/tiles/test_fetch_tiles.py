@@ -333,3 +333,11 @@ def test_offline_uses_caches_only(monkeypatch: pytest.MonkeyPatch, provider: XYZ
     monkeypatch.setenv("SAT2SOUND_OFFLINE", "1")
     chip = tiles.fetch_chip(45.0, 7.0, "bingmap", provider, fetcher=fetcher)  # from the disk cache
     assert server.request_count == n and chip.image.shape == (1500, 1500, 3)
+
+
+def test_unreachable_server(fetcher: TileFetcher) -> None:
+    with TileServer() as srv:
+        template = srv.url_template
+    dead = XYZProvider(template, "gone", max_zoom=19, name="gone")
+    with pytest.raises(TileFetchError, match=r"gone: tile .* failed after 4 attempts \(network error"):
+        tiles.fetch_chip(45.0, 7.0, "bingmap", dead, fetcher=fetcher)
