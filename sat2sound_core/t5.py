@@ -97,15 +97,18 @@ def remote_safetensors_header(
 
     session = session or requests.Session()
     headers = dict(headers or {})
-    with _http_range(session, url, 0, 7, headers, timeout) as r:
-        head = r.content
-    if len(head) != 8:
-        raise DownloadError(f"{url}: could not read the safetensors header length.")
-    (n,) = struct.unpack("<Q", head)
-    if not 0 < n < _MAX_HEADER:
-        raise DownloadError(f"{url} does not look like a safetensors file (header length {n}).")
-    with _http_range(session, url, 8, 8 + n - 1, headers, timeout) as r:
-        raw = r.content
+    try:
+        with _http_range(session, url, 0, 7, headers, timeout) as r:
+            head = r.content
+        if len(head) != 8:
+            raise DownloadError(f"{url}: could not read the safetensors header length.")
+        (n,) = struct.unpack("<Q", head)
+        if not 0 < n < _MAX_HEADER:
+            raise DownloadError(f"{url} does not look like a safetensors file (header length {n}).")
+        with _http_range(session, url, 8, 8 + n - 1, headers, timeout) as r:
+            raw = r.content
+    except requests.RequestException as exc:
+        raise DownloadError(f"Could not read the safetensors header of {url} ({exc}); check the connection.") from exc
     if len(raw) != n:
         raise DownloadError(f"{url}: short read of the safetensors header ({len(raw)} of {n} bytes).")
     return n, json.loads(raw)
