@@ -200,3 +200,12 @@ def test_footprints_nest_and_scale() -> None:
     w3 = fp[3].bounds[2] - fp[3].bounds[0]
     assert w3 / w1 == pytest.approx(3.0)
     assert fp[1].centroid.x == pytest.approx(7.0, abs=1e-3) and fp[1].centroid.y == pytest.approx(45.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("size", [1500, 1001, 1003, 1280, 1024, 700])
+@pytest.mark.parametrize("scale", [1, 3, 5])
+def test_crop_agrees_with_the_model_preprocessing(size: int, scale: int) -> None:
+    from sat2sound_core.model.image import center_crop
+
+    chip = _chip("bingmap", size)
+    np.testing.assert_array_equal(chip.crop(scale).image, center_crop(chip.image, scale * 300))
