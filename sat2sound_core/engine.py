@@ -459,6 +459,45 @@ class Engine:
         mel = log_mel(arr, int(sample_rate), start_seconds)
         return self.model.encode_audio(torch.as_tensor(mel)[None])
 
+    # ---- audio and text as queries --------------------------------------------------------------
+    def query_embedding(self, text: str | None = None, waveform: Any = None, sample_rate: int | None = None,
+                        start_seconds: float = 0.0) -> np.ndarray:
+        """L2-normalised embedding of a text, an audio clip, or both composed (l2n(l2n(a) + l2n(c)))."""
+        from sat2sound_core.retrieval import compose, l2n
+
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise InputError("the text query is empty")
+        has_audio = waveform is not None
+        if has_audio and sample_rate is None:
+            raise InputError("give the audio clip's sample rate")
+        if not has_audio and text is None:
+            raise InputError("give a text, an audio clip, or both")
+        a = self.encode_audio(waveform, int(sample_rate), start_seconds).embedding[0] if has_audio else None  # type: ignore[arg-type]
+        c = self.encode_text(text).embedding[0] if text is not None else None
+        if a is not None and c is not None:
+            return compose(a, c).reshape(-1)
+        return l2n(a if a is not None else c).reshape(-1)
+
+    def search(self, text: str | None = None, waveform: Any = None, sample_rate: int | None = None,
+               k: int = 10, scale: int = 1, target: str = "text", gallery: Any = None) -> list[Any]:
+        """Gallery rows for a text and/or audio query (audio → caption, audio → audio, composed …)."""
+        from sat2sound_core.retrieval import retrieve
+
+        q = self.query_embedding(text, waveform, sample_rate)
+        return retrieve(self.get_gallery(gallery), q, k=k, scale=scale, target=target)
+
+    def rank_places(self, results: Sequence[ClickResult], text: str | None = None, waveform: Any = None,
+                    sample_rate: int | None = None) -> list[tuple[ClickResult, float]]:
+        """Audio/text → image: analysed places ordered by cosine between their image embedding and the
+        query (best first)."""
+        from sat2sound_core.retrieval import rank_embeddings
+
+        if not results:
+            raise InputError("no analysed places to rank; analyse one or more points first")
+        q = self.query_embedding(text, waveform, sample_rate)
+        order, scores = rank_embeddings(q, np.stack([r.embedding for r in results]))
+        return [(results[int(i)], float(s)) for i, s in zip(order, scores, strict=True)]
+
     # ---- gallery ------------------------------------------------------------------------------
     def get_gallery(self, gallery: Any = None) -> Any:
         """The gallery to retrieve from, with embeddings for this checkpoint (recomputed + cached when

@@ -172,6 +172,7 @@ def test_concepts_json(env, tmp_path: Path, capsys) -> None:
     (["heatmap", "--lat", "1", "--lon", "2", "--out", "{tmp}/x"], "at least one query"),
     (["heatmap", "--lat", "1", "--lon", "2", "--audio", "{tmp}/nope.wav", "--out", "{tmp}/x"], "does not exist"),
     (["heatmap", "--lat", "1", "--lon", "2", "--text", "x", "--hour", "25", "--out", "{tmp}/x"], "hour"),
+    (["heatmap", "--lat", "1", "--lon", "2", "--audio", "{tmp}/junk.h5", "--out", "{tmp}/x"], "corrupt or not in a supported format"),
     (["retrieve", "--lat", "1", "--lon", "2", "--gallery", "{tmp}/junk.h5"], "not a readable HDF5"),
     (["retrieve", "--lat", "1", "--lon", "2"], "downloads are off"),
     (["gallery", "info", "{tmp}/junk.h5"], "not a readable HDF5"),

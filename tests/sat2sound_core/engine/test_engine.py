@@ -258,3 +258,36 @@ def test_export_real_result(tmp_path: Path, engine: Engine) -> None:
         assert src.bounds == pytest.approx(r.chip.bounds)
         assert '"audio_source": "yfcc"' in src.tags()["metadata"]
     assert torch.is_tensor(r.encoding.embedding)
+
+
+def test_audio_and_text_queries_search_the_gallery_and_rank_places(tmp_path: Path, model) -> None:
+    from sat2sound_core.retrieval import compose, l2n
+
+    eng = Engine(checkpoint="tiny", model=model, gallery=tmp_path / "g.h5")
+    tone = _tone(2.0, 300.0)
+    q_audio = eng.query_embedding(waveform=tone, sample_rate=32000)
+    _gallery_with_row(tmp_path / "g.h5", 9, q_audio)
+    hits = eng.search(waveform=tone, sample_rate=32000, k=2, scale=5)
+    assert hits[0].row == 9 and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    a = eng.encode_audio(tone, 32000).embedding[0]
+    c = eng.encode_text("rain").embedding[0]
+    np.testing.assert_allclose(eng.query_embedding("rain", tone, 32000), compose(a, c).reshape(-1), rtol=1e-5)
+    places = [eng.analyze_chip(make_chip(seed=s), scale=1, now=NOW) for s in range(3)]
+    ranked = eng.rank_places(places, waveform=tone, sample_rate=32000)
+    expected = [float(l2n(p.embedding) @ l2n(a)) for p in places]
+    assert [s for _, s in ranked] == pytest.approx(sorted(expected, reverse=True), abs=1e-5)
+    assert ranked[0][0] is places[int(np.argmax(expected))]
+    with pytest.raises(InputError, match="text, an audio clip, or both"):
+        eng.query_embedding()
+    with pytest.raises(InputError, match="no analysed places"):
+        eng.rank_places([], text="rain")
+
+
+def test_gallery_open_reads_no_embeddings(tmp_path: Path) -> None:
+    from tests.sat2sound_core.engine.gallery_fixtures import synthetic_gallery
+
+    synthetic_gallery(tmp_path / "big.h5", n=10_000, dim=16, audio_every=10_000)
+    g = Gallery(tmp_path / "big.h5")
+    assert g.rows == 10_000 and g.info().rows == 10_000
+    assert g._matrices == {} and g._norms == {}
+    assert g.caption(9_999, 3) == "row 9999 zl3"
