@@ -256,9 +256,16 @@ class Gallery:
             if name not in self.h5:
                 return None
             ds = self.h5[name]
-            data = np.asarray(ds[row], dtype=np.float32)
+            raw = ds[row]
             rate = int(ds.attrs.get("sample_rate", default_rate))
             channels = int(ds.attrs.get("channels", 1))
+        encoded = _encoded_bytes(raw)
+        if encoded is not None:  # a whole audio file stored per row (wav/flac/ogg bytes)
+            if not encoded:
+                return None
+            decoded, file_rate = _decode_audio_file(encoded, f"{name}[{row}]")
+            return (decoded, file_rate) if decoded.size and np.any(decoded) else None
+        data = np.asarray(raw, dtype=np.float32)
         if data.size == 0 or not np.any(data):
             return None
         if data.ndim == 1 and channels > 1:
@@ -349,6 +356,29 @@ class Gallery:
                 mels.append(_mel(got[0], got[1]))
             out[chunk] = encode_mels(model, mels)
         return out
+
+
+def _encoded_bytes(raw: Any) -> bytes | None:
+    """The bytes of an encoded audio file stored in one HDF5 cell, or None for plain samples."""
+    if isinstance(raw, bytes | np.bytes_):
+        return bytes(raw)
+    if isinstance(raw, np.void):
+        return raw.tobytes()
+    if isinstance(raw, np.ndarray) and raw.dtype == np.uint8:
+        return raw.tobytes()
+    return None
+
+
+def _decode_audio_file(data: bytes, what: str) -> tuple[np.ndarray, int]:
+    import io
+
+    import soundfile as sf
+
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile's errors vary by format
+        raise InputError(f"gallery audio {what} cannot be decoded ({exc})") from None
+    return np.ascontiguousarray(samples.T if samples.shape[1] > 1 else samples[:, 0]), int(rate)
 
 
 def _model_dim(model: Any) -> int:

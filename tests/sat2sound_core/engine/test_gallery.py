@@ -145,3 +145,27 @@ def test_csv_errors(tmp_path: Path) -> None:
     p.write_text("caption\n")
     with pytest.raises(InputError, match="no rows"):
         read_gallery_csv(p)
+
+
+def test_audio_rows_stored_as_encoded_files(tmp_path: Path) -> None:
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    tone = (0.25 * np.sin(np.arange(4410) / 10.0)).astype(np.float32)
+    sf.write(buf, np.stack([tone, -tone], axis=1), 44100, format="WAV", subtype="FLOAT")
+    path = tmp_path / "enc.h5"
+    with h5py.File(path, "w") as f:
+        f["sample_id"] = np.array([b"a", b"b"])
+        f["llava_caption_zl1"] = np.array([b"x", b"y"])
+        f["text_embedding_zl1"] = np.eye(2, 4, dtype=np.float32)
+        ds = f.create_dataset("synth_audio_zl1", (2,), dtype=h5py.vlen_dtype(np.uint8))
+        ds[0] = np.frombuffer(buf.getvalue(), np.uint8)
+        ds[1] = np.frombuffer(b"not audio", np.uint8)
+    g = Gallery(path)
+    samples, rate = g.audio(0, scale=1)
+    assert rate == 44100 and samples.shape == (2, 4410)
+    np.testing.assert_allclose(samples[0], tone, atol=1e-6)
+    with pytest.raises(InputError, match="cannot be decoded"):
+        g.audio(1, scale=1)
