@@ -46,6 +46,7 @@ class ConceptMap:
     image_weights_top: tuple[tuple[int, float], ...] = ()
     _gallery_examples: dict[int, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _patch_scores: np.ndarray | None = field(default=None, repr=False)
+    _source: tuple[Any, Any, int, int] | None = field(default=None, repr=False)
 
     @property
     def labels(self) -> np.ndarray:
@@ -70,6 +71,12 @@ class ConceptMap:
         return make_heatmap(self._patch_scores[:, code], self.geometry, f"concept {code}", "concept", code=code)
 
     def examples(self, code: int) -> tuple[str, ...]:
+        """Gallery captions that carry concept ``code`` most (computed on first request for codes that
+        lead no group; empty without a gallery)."""
+        code = int(code)
+        if code not in self._gallery_examples and self._source is not None:
+            gallery, codebook, scale, n = self._source
+            self._gallery_examples.update(concept_examples_batch(gallery, codebook, [code], scale, n))
         return self._gallery_examples.get(code, ())
 
 
@@ -104,20 +111,20 @@ def concept_map(
     groups: list[ConceptGroup] = []
     examples: dict[int, tuple[str, ...]] = {}
     uniq, counts = np.unique(top1, return_counts=True)
-    for code in uniq[np.lexsort((uniq, -counts))]:
+    ordered = [int(c) for c in uniq[np.lexsort((uniq, -counts))]]
+    with_gallery = gallery is not None and codebook is not None and n_examples > 0
+    if with_gallery:
+        examples = concept_examples_batch(gallery, codebook, ordered, scale, n_examples)
+    for code in ordered:
         members = np.flatnonzero(top1 == code)
         cells = tuple((int(p // GRID), int(p % GRID)) for p in members)
-        ex: tuple[str, ...] = ()
-        if gallery is not None and codebook is not None:
-            ex = concept_examples(gallery, codebook, int(code), scale, n_examples)
-            examples[int(code)] = ex
         groups.append(
             ConceptGroup(
-                code=int(code),
+                code=code,
                 cells=cells,
                 fraction=len(members) / N_PATCHES,
                 mean_score=float(scores[members, code].mean()),
-                examples=ex,
+                examples=examples.get(code, ()),
             )
         )
     from sat2sound_core.heatmaps import top_codes
@@ -131,16 +138,35 @@ def concept_map(
         image_weights_top=iw,
         _gallery_examples=examples,
         _patch_scores=scores,
+        _source=(gallery, codebook, scale, n_examples) if with_gallery else None,
     )
     return cmap
 
 
-def concept_examples(gallery: Any, codebook: Any, code: int, scale: int = 1, n: int = 3) -> tuple[str, ...]:
-    """The n gallery captions (at ``scale``) whose normalised embedding projects most onto concept ``code``."""
+def concept_examples_batch(
+    gallery: Any, codebook: Any, codes: list[int], scale: int = 1, n: int = 3
+) -> dict[int, tuple[str, ...]]:
+    """For each code, the n gallery captions (at ``scale``) whose normalised embedding projects most
+    onto that codebook row; one (N, D) × (D, len(codes)) product for all codes."""
     from sat2sound_core.retrieval import top_k
 
-    cb = codebook
-    row = np.asarray(cb[code].float().cpu().numpy() if hasattr(cb, "float") else cb[code], dtype=np.float32)
+    if not codes:
+        return {}
+    cb = codebook.float().cpu().numpy() if hasattr(codebook, "float") else np.asarray(codebook)
+    rows = np.asarray(cb[np.asarray(codes)], dtype=np.float32)  # (M, D)
     name = f"text_embedding_zl{scale}"
-    idx, _ = top_k(gallery.scores(name, row), n)
-    return tuple(gallery.caption(int(i), scale) for i in idx)
+    mat = gallery.embeddings(name)
+    norms = gallery.norms(name)
+    proj = np.asarray(mat @ rows.T, dtype=np.float32)  # (N, M)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        proj = np.where(norms[:, None] > 0, proj / np.where(norms > 0, norms, 1)[:, None], -np.inf)
+    out: dict[int, tuple[str, ...]] = {}
+    for j, code in enumerate(codes):
+        idx, _ = top_k(proj[:, j], n)
+        out[int(code)] = tuple(gallery.caption(int(i), scale) for i in idx)
+    return out
+
+
+def concept_examples(gallery: Any, codebook: Any, code: int, scale: int = 1, n: int = 3) -> tuple[str, ...]:
+    """The n gallery captions (at ``scale``) that carry concept ``code`` most."""
+    return concept_examples_batch(gallery, codebook, [code], scale, n)[int(code)]

@@ -284,15 +284,26 @@ class Gallery:
         return self._audio_dataset("audio_raw", row, RAW_RATE)
 
     def has_audio(self, row: int, scale: int | None = None) -> bool:
-        """Whether :meth:`audio` returns something for this row (uses the ``audio_length`` index
-        when the file has one, so no audio is read)."""
+        """Whether the row has playable audio, read as cheaply as the layout allows: the
+        ``audio_length`` index of galleries written here; a fixed-shape audio dataset (one clip per
+        row, as the official gallery stores them) counts as present without reading it; only
+        variable-length rows are read to check."""
         with self._lock:
             f = self.h5
-            if "audio_length" in f:
-                if int(f["audio_length"][row]) > 0:
+            names = ([f"synth_audio_zl{scale}"] if scale is not None else []) + ["audio_raw"]
+            for name in names:
+                if name not in f:
+                    continue
+                if name == "audio_raw" and "audio_length" in f:
+                    if int(f["audio_length"][row]) > 0:
+                        return True
+                    continue
+                ds = f[name]
+                if ds.dtype.kind != "O" and ds.ndim >= 2:
                     return True
-                return scale is not None and f"synth_audio_zl{scale}" in f and self.audio(row, scale) is not None
-        return self.audio(row, scale) is not None
+                if self._audio_dataset(name, row, SYNTH_RATE) is not None:
+                    return True
+        return False
 
     # ---- other checkpoints --------------------------------------------------------------------
     def fingerprint(self) -> str:

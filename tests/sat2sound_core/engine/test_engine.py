@@ -230,6 +230,12 @@ def test_concept_map_groups_and_examples(tmp_path: Path, engine: Engine, model) 
     assert sum(len(g.cells) for g in cm.groups) == 196
     assert cm.groups[0].code == code and cm.groups[0].examples[0] == "c4"
     assert all(len(a.cells) >= len(b.cells) for a, b in zip(cm.groups, cm.groups[1:], strict=False))
+    # a concept that leads no group gets its examples on request, the same way
+    group_codes = {g.code for g in cm.groups}
+    other = next(int(c) for c in cm.codes[..., 1:].reshape(-1) if int(c) not in group_codes)
+    g = Gallery(tmp_path / "c.h5")
+    proj = np.asarray(g.embeddings("text_embedding_zl1")) @ codebook[other] / g.norms("text_embedding_zl1")
+    assert cm.examples(other) == tuple(f"c{i}" for i in np.argsort(-proj, kind="stable")[:3])
     hm = cm.heatmap(code)
     np.testing.assert_allclose(hm.values.reshape(-1), scores[:, code])
 
