@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from pyproj import Geod, Transformer
-from rasterio.transform import from_origin
 
 import tiles
 from tests.tiles.tileserver import coordinate_tile, encode, expected_window
@@ -35,7 +35,7 @@ def make_utm_geotiff(path: Path, lat: float, lon: float, pixel: float, size: int
     out = data.astype(dtype) * (4 if dtype == "uint16" else 1)
     with rasterio.open(
         path, "w", driver="GTiff", width=size, height=size, count=3, dtype=dtype, crs=UTM,
-        transform=from_origin(x0, y0, pixel, pixel), tiled=True, compress="deflate",
+        transform=Affine(pixel, 0.0, x0, 0.0, -pixel, y0), tiled=True, compress="deflate",
     ) as dst:
         dst.write(out)
     return x0, y0
