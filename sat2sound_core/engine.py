@@ -270,6 +270,7 @@ class Engine:
     ``provider``: a ``tiles`` provider name or object (default: ``SAT2SOUND_TILE_URL`` when set, else
     the checkpoint's default); ``gallery``: a :class:`~sat2sound_core.gallery.Gallery`, a path,
     ``"official"`` or None (``SAT2SOUND_GALLERY`` or the official demo gallery, fetched on first use).
+    ``cache_size`` analysed chips are kept (about 20 MB each: the source chip and the patch scores).
     Thread-safe: the app may call it from several sessions.
     """
 
@@ -281,7 +282,7 @@ class Engine:
         provider: Any = None,
         gallery: Any = None,
         model: Any = None,
-        cache_size: int = 32,
+        cache_size: int = 16,
         progress: Callable[..., None] | None = None,
     ) -> None:
         self.checkpoint = str(checkpoint)

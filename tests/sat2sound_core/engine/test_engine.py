@@ -297,3 +297,23 @@ def test_gallery_open_reads_no_embeddings(tmp_path: Path) -> None:
     assert g.rows == 10_000 and g.info().rows == 10_000
     assert g._matrices == {} and g._norms == {}
     assert g.caption(9_999, 3) == "row 9999 zl3"
+
+
+def test_analyze_fetches_through_tiles_and_caches(model, product_home, monkeypatch) -> None:
+    import tiles
+    from tests.tiles.tileserver import TileServer
+
+    tiles.clear_memory_cache()
+    with TileServer() as server:
+        provider = tiles.XYZProvider(server.url_template, "loopback test tiles", max_zoom=20, name="loopback")
+        eng = Engine(checkpoint="tiny", model=model, provider=provider)
+        r1 = eng.analyze(45.0, 7.0, scale=1, now=NOW)
+        requests = server.request_count
+        assert requests > 0 and r1.chip.attribution == "loopback test tiles"
+        r2 = eng.analyze(45.0, 7.0, scale=1, now=NOW)
+        assert r2 is r1 and eng.stats["encodes"] == 1
+        assert server.request_count == requests  # the tiles came from the tile cache
+        direct = tiles.fetch_chip(45.0, 7.0, "bingmap", provider)
+        np.testing.assert_array_equal(r1.source_chip.image, direct.image)
+        assert r1.chip.bounds == pytest.approx(direct.crop(1).bounds)
+    tiles.clear_memory_cache()
