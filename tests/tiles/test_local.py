@@ -192,3 +192,14 @@ def test_mbtiles_missing_tiles_and_bad_file(tmp_path: Path) -> None:
     bad.write_bytes(b"not sqlite at all" * 50)
     with pytest.raises(LocalSourceError, match="cannot read .*bad.mbtiles as MBTiles"):
         tiles.LocalProvider(bad)
+
+
+def test_mbtiles_inside_a_folder_is_read_through_gdal(tmp_path: Path) -> None:
+    folder = tmp_path / "mosaics"
+    folder.mkdir()
+    make_mbtiles(folder / "m.mbtiles", -33.0, 151.0)
+    chip = tiles.fetch_chip(-33.0, 151.0, "bingmap", tiles.LocalProvider(folder))
+    assert any("m.mbtiles" in n and "reprojected" in n for n in chip.notes)
+    left, top = bing_window(-33.0, 151.0)
+    # same grid as the file's zoom-18 tiles, so even the warped read is exact
+    np.testing.assert_array_equal(chip.image, expected_window(18, left, top, 1500, 1500))
