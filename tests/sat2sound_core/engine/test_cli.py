@@ -80,6 +80,7 @@ def test_console_script_runs() -> None:
     assert proc.returncode == 0 and "--word" in proc.stdout
 
 
+@pytest.mark.slow
 def test_heatmap_writes_cog_and_pngs_matching_the_engine(env, tmp_path: Path, capsys) -> None:
     wav = _wav(tmp_path / "tone.wav")
     prefix = tmp_path / "out" / "stl"

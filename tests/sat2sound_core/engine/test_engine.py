@@ -290,9 +290,11 @@ def test_audio_and_text_queries_search_the_gallery_and_rank_places(tmp_path: Pat
 
 
 def test_gallery_open_reads_no_embeddings(tmp_path: Path) -> None:
-    from tests.sat2sound_core.engine.gallery_fixtures import synthetic_gallery
-
-    synthetic_gallery(tmp_path / "big.h5", n=10_000, dim=16, audio_every=10_000)
+    n = 10_000
+    rng = np.random.default_rng(0)
+    write_gallery(tmp_path / "big.h5", [str(i) for i in range(n)],
+                  {s: [f"row {i} zl{s}" for i in range(n)] for s in (1, 3, 5)},
+                  {s: rng.normal(size=(n, 16)).astype(np.float32) for s in (1, 3, 5)})
     g = Gallery(tmp_path / "big.h5")
     assert g.rows == 10_000 and g.info().rows == 10_000
     assert g._matrices == {} and g._norms == {}
