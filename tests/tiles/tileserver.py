@@ -11,7 +11,7 @@ Use it as a context manager::
     with TileServer() as server:
         provider = tiles.XYZProvider(server.url_template, "test tiles", max_zoom=20)
         chip = tiles.fetch_chip(45.0, 7.0, "bingmap", provider)
-        assert server.request_count == 36
+        assert server.request_count == 49  # 7×7 tiles of 256 px for this 1500-px window
 
 It listens on 127.0.0.1 with an OS-chosen port, in daemon threads; PNG tiles (exact) by default.
 """
