@@ -11,6 +11,7 @@ status 200 are a classic) are rejected. URLs are logged only in redacted form.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -94,7 +95,12 @@ class TileFetcher:
         with self._disk_lock:
             cache = self._disk.get(str(path))
             if cache is None:
-                cache = DiskTileCache(path, name=source.name, attribution=source.attribution)
+                try:
+                    cache = DiskTileCache(path, name=source.name, attribution=source.attribution)
+                except (OSError, sqlite3.Error) as exc:
+                    # An unwritable home must not stop imagery from loading: fall back to memory.
+                    log.warning("tile disk cache %s unavailable (%s); keeping tiles in memory only", path, exc)
+                    return None
                 self._disk[str(path)] = cache
             return cache
 

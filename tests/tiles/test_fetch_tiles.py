@@ -341,3 +341,14 @@ def test_unreachable_server(fetcher: TileFetcher) -> None:
     dead = XYZProvider(template, "gone", max_zoom=19, name="gone")
     with pytest.raises(TileFetchError, match=r"gone: tile .* failed after 4 attempts \(network error"):
         tiles.fetch_chip(45.0, 7.0, "bingmap", dead, fetcher=fetcher)
+
+
+def test_unwritable_cache_home_falls_back_to_memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, provider: XYZProvider, server: TileServer, fetcher: TileFetcher) -> None:
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    monkeypatch.setenv("SAT2SOUND_HOME", str(blocker / "home"))  # mkdir under a file fails
+    chip = tiles.fetch_chip(45.0, 7.0, "bingmap", provider, fetcher=fetcher)
+    n = server.request_count
+    assert chip.image.shape == (1500, 1500, 3) and n > 0
+    tiles.fetch_chip(45.0, 7.0, "bingmap", provider, fetcher=fetcher)
+    assert server.request_count == n
