@@ -216,6 +216,11 @@ def heatmap_png_bytes(heatmap: Any, size: int = 448, cmap: str = "soundscape", b
     return png_bytes(rgba)
 
 
+def png_bytes(heatmap: Any, **kw: Any) -> bytes:
+    """Same as :func:`heatmap_png_bytes` (the name the engine API documents)."""
+    return heatmap_png_bytes(heatmap, **kw)
+
+
 def write_png(path: str | os.PathLike[str], heatmap: Any, **kw: Any) -> Path:
     """Write :func:`heatmap_png_bytes` atomically."""
     return write_bytes(path, heatmap_png_bytes(heatmap, **kw))
@@ -237,6 +242,18 @@ def wav_bytes(samples: Any, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
+def audio_sidecar(samples: Any, sample_rate: int, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON sidecar content of a clip: ``info`` plus sample rate, duration and software."""
+    n = np.asarray(samples).shape[-1]
+    return {"sample_rate": int(sample_rate), "duration_s": n / float(sample_rate), "software": SOFTWARE,
+            "software_version": _version(), **_jsonable(info or {})}
+
+
+def audio_sidecar_bytes(samples: Any, sample_rate: int, info: dict[str, Any] | None = None) -> bytes:
+    """:func:`audio_sidecar` as UTF-8 JSON bytes (for a download button next to :func:`wav_bytes`)."""
+    return json.dumps(audio_sidecar(samples, sample_rate, info), indent=2, sort_keys=True).encode()
+
+
 def write_audio(path: str | os.PathLike[str], samples: Any, sample_rate: int, info: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``path`` (.wav) and a JSON sidecar next to it (same stem, ``.json``) describing the clip
     (caption, source, checkpoint, …, plus sample rate and duration). Both atomic."""
@@ -244,11 +261,8 @@ def write_audio(path: str | os.PathLike[str], samples: Any, sample_rate: int, in
     if path.suffix.lower() != ".wav":
         path = path.with_suffix(".wav")
     data = wav_bytes(samples, sample_rate)
-    n = np.asarray(samples).shape[-1]
-    meta = {"sample_rate": int(sample_rate), "duration_s": n / float(sample_rate), "software": SOFTWARE,
-            "software_version": _version(), **_jsonable(info or {})}
     wav = write_bytes(path, data)
-    side = write_bytes(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True).encode())
+    side = write_bytes(path.with_suffix(".json"), audio_sidecar_bytes(samples, sample_rate, info))
     return wav, side
 
 

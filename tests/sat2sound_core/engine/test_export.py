@@ -124,6 +124,11 @@ def test_png_wav_and_captions(tmp_path: Path) -> None:
     np.testing.assert_allclose(data, tone, atol=1e-4)
     meta = json.loads(side.read_text())
     assert meta["caption"] == "a tone" and meta["duration_s"] == pytest.approx(1.0) and meta["sample_rate"] == 16000
+    from sat2sound_core.export import audio_sidecar_bytes, png_bytes, wav_bytes
+
+    assert json.loads(audio_sidecar_bytes(tone, 16000, {"caption": "a tone", "row": 3})) == meta
+    assert wav_bytes(tone, 16000) == wav.read_bytes()
+    assert png_bytes(a, size=32) == heatmap_png_bytes(a, size=32)
     with pytest.raises(InputError, match="no audio"):
         write_audio(tmp_path / "empty.wav", np.zeros(0), 16000)
     hits = [Hit(1, 0.9, "birds, \"quoted\"", 4, True, 1), Hit(2, 0.5, "wind", 7, False, 1)]
