@@ -52,7 +52,22 @@ def _placeholders(source: TileSource, bodies: dict[Tile, bytes | None], pixels: 
         for t, px in pixels.items():
             if (px == px[0, 0]).all():
                 bad.add(t)
+    if source.grey_small_is_placeholder:
+        for t, px in pixels.items():
+            body = bodies.get(t)
+            if body is not None and len(body) < GREY_PLACEHOLDER_MAX_BYTES and _achromatic(px):
+                bad.add(t)
     return sorted(bad)
+
+
+GREY_PLACEHOLDER_MAX_BYTES = 8000
+
+
+def _achromatic(px: np.ndarray, tolerance: int = 3) -> bool:
+    rgb = px.astype(np.int16)
+    return bool(
+        np.abs(rgb[..., 0] - rgb[..., 1]).max() <= tolerance and np.abs(rgb[..., 1] - rgb[..., 2]).max() <= tolerance
+    )
 
 
 def assemble(

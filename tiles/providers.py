@@ -65,7 +65,9 @@ class TileSource(Provider):
     ``placeholder_hashes`` are sha256 hex digests of the provider's "no imagery here" tile bodies;
     ``uniform_is_placeholder`` treats single-colour tiles as such; ``repeats_are_placeholders`` treats a
     tile body repeated at three or more places of one chip as a placeholder (true for high-resolution
-    aerial sources, where identical tiles never occur naturally).
+    aerial sources, where identical tiles never occur naturally); ``grey_small_is_placeholder`` treats a
+    small body (under 8 KB) whose pixels are all grey (no colour) as one — Esri's "Map data not yet
+    available" tile is a grey image of about 2.5 KB, real aerial tiles are larger and coloured.
     """
 
     min_zoom: int = 0
@@ -73,6 +75,7 @@ class TileSource(Provider):
     placeholder_hashes: frozenset[str] = frozenset()
     uniform_is_placeholder: bool = False
     repeats_are_placeholders: bool = False
+    grey_small_is_placeholder: bool = False
     remote: bool = True
 
     @property
@@ -111,6 +114,7 @@ class XYZProvider(TileSource):
         placeholder_hashes: Iterable[str] = (),
         uniform_is_placeholder: bool = False,
         repeats_are_placeholders: bool = False,
+        grey_small_is_placeholder: bool = False,
         notes: str = "",
     ) -> None:
         if not isinstance(url_template, str) or not url_template.strip():
@@ -162,6 +166,7 @@ class XYZProvider(TileSource):
         self.placeholder_hashes = frozenset(h.lower() for h in placeholder_hashes)
         self.uniform_is_placeholder = uniform_is_placeholder
         self.repeats_are_placeholders = repeats_are_placeholders
+        self.grey_small_is_placeholder = grey_small_is_placeholder
         self.notes = notes
         self.name = name or urlsplit(url_template.replace("{s}", self.subdomains[0])).netloc or "xyz"
 
@@ -366,6 +371,7 @@ def _esri() -> XYZProvider:
         cache_policy="memory",
         disk_opt_in=True,
         repeats_are_placeholders=True,
+        grey_small_is_placeholder=True,
         notes=(
             "Esri World Imagery under Esri's terms (which restrict storing data): tiles are kept in memory "
             "for this session only unless SAT2SOUND_ESRI_DISK_CACHE=1."

@@ -274,6 +274,17 @@ def test_placeholder_tiles_by_repetition(server: TileServer, fetcher: TileFetche
         tiles.fetch_chip(45.0, 7.0, "bingmap", provider2, fetcher=fetcher)
 
 
+def test_small_grey_tile_as_placeholder(server: TileServer, fetcher: TileFetcher) -> None:
+    provider = XYZProvider(server.url_template, "t", max_zoom=19, grey_small_is_placeholder=True)
+    chip = tiles.fetch_chip(45.0, 7.0, "bingmap", provider, fetcher=fetcher)  # coloured tiles pass
+    assert chip.image.shape == (1500, 1500, 3)
+    tiles.clear_memory_cache()
+    server.add_fault("placeholder", times=1)
+    provider2 = XYZProvider(server.url_template + "?v=3", "t", max_zoom=19, grey_small_is_placeholder=True)
+    with pytest.raises(NoImageryError, match="placeholder tiles for 1 of"):
+        tiles.fetch_chip(45.0, 7.0, "bingmap", provider2, fetcher=fetcher)
+
+
 def test_uniform_tile_as_placeholder(server: TileServer, fetcher: TileFetcher) -> None:
     provider = XYZProvider(server.url_template, "t", max_zoom=19, uniform_is_placeholder=True)
     server.add_fault("blank", times=1)
