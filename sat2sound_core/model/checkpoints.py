@@ -397,15 +397,18 @@ def fetch(
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None  # read per call: mirrors, loopback tests
     size = resolved.info.approx_bytes if resolved.info else None
     if offline:
-        try:
-            return Path(hf_hub_download(resolved.repo_id, resolved.filename, local_files_only=True, endpoint=endpoint))
-        except Exception:
-            url = f"https://huggingface.co/{resolved.repo_id}/resolve/main/{resolved.filename}"
-            raise DownloadError(
-                f"{resolved.label} is not available offline. Download {resolved.filename} "
-                f"({_size_text(size)}) from {url} and put it at {weights_dir / resolved.filename}, "
-                "or allow downloads (unset HF_HUB_OFFLINE and SAT2SOUND_OFFLINE)."
-            ) from None
+        for cache in (weights_dir / "hf", None):  # the product's HF cache, then the user's
+            try:
+                return Path(hf_hub_download(resolved.repo_id, resolved.filename, cache_dir=cache,
+                                            local_files_only=True, endpoint=endpoint))
+            except Exception:  # not cached there
+                continue
+        url = f"https://huggingface.co/{resolved.repo_id}/resolve/main/{resolved.filename}"
+        raise DownloadError(
+            f"{resolved.label} is not available offline. Download {resolved.filename} "
+            f"({_size_text(size)}) from {url} and put it at {weights_dir / resolved.filename}, "
+            "or allow downloads (unset HF_HUB_OFFLINE and SAT2SOUND_OFFLINE)."
+        )
     log.info("downloading %s/%s (%s) into %s", resolved.repo_id, resolved.filename, _size_text(size), weights_dir)
     try:
         path = hf_hub_download(

@@ -293,3 +293,17 @@ def test_hf_hub_sources_download_from_their_repo(hub: MiniHub, tmp_path: Path) -
     path = ck.fetch(resolve_source("hf-hub:someone/mirror/ckpts/model.ckpt"), tmp_path / "w", offline=False)
     assert path.read_bytes() == b"abc" * 1000
 
+
+
+def test_offline_finds_files_in_the_hugging_face_cache(hub: MiniHub, tmp_path: Path) -> None:
+    from huggingface_hub import hf_hub_download
+
+    hub.add("MVRL/sat2sound", "sat2sound/sentinel_withmeta.ckpt", b"cached" * 100)
+    weights = tmp_path / "w"
+    # e.g. fetched earlier by another tool into the product's HF cache
+    hf_hub_download("MVRL/sat2sound", "sat2sound/sentinel_withmeta.ckpt", cache_dir=weights / "hf",
+                    endpoint=hub.endpoint)
+    before = len(hub.requests)
+    path = ck.fetch(resolve_source("sentinel_withmeta"), weights, offline=True)
+    assert path.read_bytes() == b"cached" * 100
+    assert len(hub.requests) == before  # nothing went over the network
