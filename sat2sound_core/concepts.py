@@ -30,7 +30,7 @@ class ConceptGroup:
     examples: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ConceptMap:
     """Per-patch top concepts of one chip and the groups they form.
 

@@ -130,7 +130,7 @@ def _as_float_waveform(waveform: Any) -> Any:
     return arr
 
 
-@dataclass
+@dataclass(eq=False)
 class ClickResult:
     """Everything computed for one analysed chip; heatmaps and concept maps are computed on demand.
 

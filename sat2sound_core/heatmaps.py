@@ -36,7 +36,7 @@ N_PATCHES = GRID * GRID
 KINDS = ("word", "text", "audio", "composed", "concept")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Heatmap:
     """A (14, 14) float32 map over a chip's patch grid, with its geography.
 
