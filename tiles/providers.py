@@ -380,6 +380,8 @@ def _esri() -> XYZProvider:
 
 
 def _azure() -> XYZProvider:
+    # xyzservices' AzureMaps entry targets api-version 2.0 of the Render API (retiring); the current
+    # Get Map Tile version takes the same zoom/x/y on the 256-px grid.
     template = (
         "https://atlas.microsoft.com/map/tile?api-version=2024-04-01&tilesetId=microsoft.imagery"
         "&zoom={z}&x={x}&y={y}&tileSize=256&subscription-key={key}"
