@@ -14,6 +14,8 @@ This is the API the app, the CLI and notebooks share::
     result.concept_map(top_k=5)               # per-patch concepts, groups, gallery examples
     result.retrieve(k=10, gallery=None)       # -> list[Hit] (image → caption at result.scale)
     engine.gallery_audio(hit)                 # -> (samples, sample_rate) | None
+    engine.search(text=None, waveform=None, sample_rate=None, k=10)  # audio/text/composed -> gallery
+    engine.rank_places(results, text=None, waveform=None, sample_rate=None)  # audio/text -> places
 
 Results are cached: analysing the same chip pixels again with the same checkpoint, scale, metadata
 and precision returns the cached :class:`ClickResult` without re-encoding. Metadata left as None is
@@ -297,6 +299,7 @@ class Engine:
         self._tokens: OrderedDict[str, tuple[list[str], np.ndarray]] = OrderedDict()
         self._cache_size = int(cache_size)
         self._gallery: Any = None
+        self._other_galleries: dict[str, Any] = {}
         self._progress = progress
         self.stats = {"encodes": 0, "cache_hits": 0, "text_encodes": 0}
 
@@ -315,6 +318,7 @@ class Engine:
 
     @property
     def loaded(self) -> bool:
+        """Whether the model is loaded already."""
         return self._model is not None
 
     @property
@@ -326,14 +330,17 @@ class Engine:
 
     @property
     def sat_type(self) -> str:
+        """Imagery type of the checkpoint: bingmap, sentinel or googleEarth (loads the model)."""
         return str(self.model.config.sat_type)
 
     @property
     def has_metadata(self) -> bool:
+        """Whether the checkpoint takes metadata (withmeta)."""
         return str(self.model.config.metadata_type) != "none"
 
     @property
     def model_precision(self) -> str:
+        """The precision the loaded model runs in (fp32 or bf16)."""
         return str(getattr(self.model, "precision", self.precision))
 
     # ---- imagery ------------------------------------------------------------------------------
@@ -506,7 +513,16 @@ class Engine:
         from sat2sound_core.gallery import resolve_gallery
 
         if gallery is not None:
-            return resolve_gallery(gallery).for_checkpoint(self.model, self.checkpoint_name)
+            key = gallery if not isinstance(gallery, str | os.PathLike) else os.path.abspath(os.fspath(gallery))
+            with self._lock:
+                cached = self._other_galleries.get(key) if isinstance(key, str) else None
+            if cached is not None:
+                return cached
+            g = resolve_gallery(gallery).for_checkpoint(self.model, self.checkpoint_name)
+            if isinstance(key, str):
+                with self._lock:
+                    self._other_galleries[key] = g
+            return g
         with self._lock:
             if self._gallery is None:
                 g = resolve_gallery(self._gallery_spec)
