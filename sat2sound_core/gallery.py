@@ -79,7 +79,7 @@ class Gallery:
 
     Open with ``Gallery(path)``; the file handle is opened on first use and shared across threads
     with a lock (h5py is not thread-safe). Embedding matrices are memory-mapped when the dataset is
-    contiguous and uncompressed, otherwise read once in blocks.
+    contiguous and uncompressed, otherwise read once in blocks (and converted to float32 once when stored in another dtype).
     """
 
     def __init__(self, path: str | os.PathLike[str], checkpoint: str | None = None) -> None:
@@ -213,7 +213,7 @@ class Gallery:
             ds = self.h5[name]
             mat: np.ndarray
             offset = ds.id.get_offset() if ds.chunks is None and ds.compression is None else None
-            if offset is not None and ds.dtype.isnative:
+            if offset is not None and ds.dtype == np.float32 and ds.dtype.isnative:
                 mat = np.memmap(self.path, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
             else:
                 mat = np.empty(ds.shape, dtype=np.float32)
