@@ -37,6 +37,16 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 ENCODER_APPROX_BYTES = 1_365_000_000  # 341.2 M fp32 parameters
 _TIED = "encoder.embed_tokens.weight"
 _FLAN_SHAPE = {"d_model": 1024, "num_layers": 24, "vocab_size": 32128}
+# google/flan-t5-large's config.json (the values the encoder needs), so a local TangoFlux copy of the
+# encoder works offline without fetching the config
+FLAN_T5_LARGE_CONFIG: dict[str, Any] = {
+    "vocab_size": 32128, "d_model": 1024, "d_kv": 64, "d_ff": 2816, "num_layers": 24,
+    "num_decoder_layers": 24, "num_heads": 16, "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128, "dropout_rate": 0.1, "layer_norm_epsilon": 1e-6,
+    "feed_forward_proj": "gated-gelu", "dense_act_fn": "gelu_new", "is_gated_act": True,
+    "is_encoder_decoder": True, "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0,
+    "tie_word_embeddings": False, "n_positions": 512,
+}
 
 
 @dataclass(frozen=True)
@@ -264,8 +274,15 @@ def _read_config(weights: EncoderWeights, config_file: Path | None) -> dict[str,
         return json.loads(config_file.read_text())
     with safe_open(str(weights.path), framework="pt") as f:
         meta = f.metadata() or {}
+        keys = set(f.keys())
+        shared = weights.prefix + "shared.weight"
+        shape = tuple(f.get_slice(shared).get_shape()) if shared in keys else None
+        n_layers = len({k.split(".")[len(weights.prefix.split(".")) + 1] for k in keys
+                        if k.startswith(weights.prefix + "encoder.block.")})
     if "config" in meta:
         return json.loads(meta["config"])
+    if shape == (32128, 1024) and n_layers == 24:  # flan-t5-large's encoder: its config is known
+        return dict(FLAN_T5_LARGE_CONFIG)
     from sat2sound_core.settings import get_settings
 
     settings = get_settings()

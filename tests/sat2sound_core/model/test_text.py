@@ -289,3 +289,14 @@ def test_resume_across_runs_and_ignored_ranges(t5_dir: Path, hub: tuple[MiniHub,
     server.fail_after = 100  # even the header read breaks off: a clear error, not a traceback
     with pytest.raises(DownloadError, match="header"):
         download_safetensors_subset(url, t5_dir / "third.safetensors", keep)
+
+
+def test_a_flan_shaped_tangoflux_copy_needs_no_config_download(tmp_path: Path, product_home: Path) -> None:
+    # only shapes are read: a flan-t5-large-shaped embedding (int8 to keep the file small) and 24 blocks
+    tensors = {"text_encoder.shared.weight": torch.zeros(32128, 1024, dtype=torch.int8)}
+    for i in range(24):
+        tensors[f"text_encoder.encoder.block.{i}.layer.0.layer_norm.weight"] = torch.zeros(1)
+    path = tmp_path / "tangoflux.safetensors"
+    save_file(tensors, str(path))
+    config = text._read_config(text.EncoderWeights(path, "text_encoder.", "tangoflux"), None)
+    assert config == text.FLAN_T5_LARGE_CONFIG and is_flan_t5_large(config)
