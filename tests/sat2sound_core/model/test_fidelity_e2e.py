@@ -63,16 +63,19 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield home
         clear_model_cache()
     get_settings.cache_clear()
+    for converted in (home / "converted").glob("*.safetensors"):
+        converted.unlink()
 
 
 @pytest.fixture(scope="module")
-def official_ckpt(sat2sound_reference: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def official_ckpt(sat2sound_reference: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The synthetic official-layout checkpoint (≈670 MB), written once per test session."""
     out = tmp_path_factory.mktemp("weights") / f"weights_{CONFIG}_seed0.ckpt"
     _make_weights_module(sat2sound_reference).make_checkpoint(
         str(reference_file(sat2sound_reference, f"manifest_{CONFIG}.json")), str(out), 0
     )
-    return out
+    yield out
+    out.unlink(missing_ok=True)  # pytest keeps old temp folders; do not leave 670 MB in each
 
 
 @pytest.fixture(scope="module")
