@@ -300,3 +300,4 @@ def test_a_flan_shaped_tangoflux_copy_needs_no_config_download(tmp_path: Path, p
     save_file(tensors, str(path))
     config = text._read_config(text.EncoderWeights(path, "text_encoder.", "tangoflux"), None)
     assert config == text.FLAN_T5_LARGE_CONFIG and is_flan_t5_large(config)
+    path.unlink()  # 32 MB
