@@ -209,3 +209,25 @@ def test_shorter_latent_changes_the_audio(tiny_synth):
 def test_licence_note_is_exposed(tiny_synth):
     assert "non-commercial" in LICENCE_NOTE and "Stability AI" in LICENCE_NOTE
     assert tiny_synth.licence_note == LICENCE_NOTE
+
+
+def test_bf16_is_approximate_and_not_the_default(golden, tiny_dir):
+    from sat2sound_core.synthesis import load_synthesizer
+    from sat2sound_core.synthesis.synthesizer import resolve_device, resolve_precision
+
+    assert resolve_precision("auto", torch.device("cpu")) == torch.float32
+    assert resolve_precision("auto", torch.device("cuda")) == torch.float32
+    with pytest.raises(InputError, match="precision"):
+        resolve_precision("fp16", torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA"):
+            resolve_device("cuda")
+    synth = load_synthesizer(tiny_dir, precision="bf16", cache=False)
+    assert synth.precision == "bf16" and next(synth.transformer.parameters()).dtype == torch.bfloat16
+    case = golden["cases"][0]
+    trace: dict = {}
+    wave = synth.synthesize_from_tokens(case["cond_input_ids"], case["cond_attention_mask"], 10, 4, 4.5,
+                                        case["init_noise"], trace=trace)
+    step0 = rel_err(trace["steps"][0]["velocity_batch"], case["step0_velocity_cfg_batch"])
+    assert 1e-4 < step0 < 3e-2  # coarse agreement only (measured 8e-3)
+    assert wave.dtype == torch.float32 and wave.shape == (1, 2, 441000)

@@ -1,0 +1,164 @@
+"""TangoFlux synthesis cost at the real sizes, with random weights (no download needed).
+
+Measures seconds per transformer step (CFG batch of 2, 645 latent frames) and for the prefix decode of
+a 10-s clip, in fp32 and bf16, then extrapolates the seconds per 10-s clip at 50 steps (and 25 in the
+"fast" mode). Only a handful of steps are run (default 2 after one warm-up) and multiplied out, so
+the whole run takes a few minutes on a small CPU. It also reports how far bf16 moves the velocity and
+the waveform from fp32, and how much a shorter (12-s) latent would save and change.
+
+Usage: ``python -m bench synthesis [--steps N] [--full-decode] [--t5] [--device cuda]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import os
+import platform
+import time
+from typing import Any
+
+import torch
+
+from sat2sound_core.synthesis import sampler
+from sat2sound_core.synthesis.components import (
+    HOP,
+    SAMPLE_RATE,
+    ConditioningHeads,
+    TangoFluxConfig,
+    build_t5,
+    build_transformer,
+    build_vae,
+)
+
+TEXT_TOKENS = 32  # a typical Sat2Sound caption is 15-30 T5 tokens; +1 duration token
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Any, device: torch.device) -> tuple[float, Any]:
+    _sync(device)
+    t = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - t, out
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).abs().max() / b.double().abs().max())
+
+
+def bench_transformer(config: TangoFluxConfig, device: torch.device, steps: int) -> dict[str, Any]:
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    model = build_transformer(config).eval().to(device)
+    t_build = time.perf_counter() - start
+    heads = ConditioningHeads(config).eval().to(device)
+    width = config.text_width
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(2, TEXT_TOKENS, width, generator=g)
+    mask = torch.ones(2, TEXT_TOKENS, dtype=torch.long)
+    with torch.inference_mode():
+        pooled = heads.fc(sampler.masked_mean(hidden, mask).to(device))
+        duration = heads.duration_emebdder(torch.tensor([10.0], device=device)).unsqueeze(1)
+        context = torch.cat([hidden.to(device), duration.expand(2, -1, -1)], dim=1)
+    noise = torch.randn(1, config.latent_frames, 64, generator=g)
+    cond = sampler.Conditioning(hidden, pooled, pooled, duration, context)
+    out: dict[str, Any] = {"build_s": round(t_build, 2)}
+    results: dict[str, torch.Tensor] = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        model.to(dtype)
+        sampler.flow_sample(model, cond, noise, 1, 4.5)  # warm-up (1 step)
+        seconds, latents = _timed(lambda: sampler.flow_sample(model, cond, noise, steps, 4.5), device)
+        out[f"step_s_{name}"] = round(seconds / steps, 3)
+        results[name] = latents.float().cpu()
+        # a 12-s latent: cheaper, but Flux attends over every frame, so the first 10 s change
+        short_noise = noise[:, : math.ceil(12 * SAMPLE_RATE / HOP)]
+        seconds, short = _timed(lambda n=short_noise: sampler.flow_sample(model, cond, n, steps, 4.5), device)
+        out[f"step_s_{name}_12s_latent"] = round(seconds / steps, 3)
+        keep = math.ceil(10 * SAMPLE_RATE / HOP)
+        out[f"latent_change_12s_vs_30s_{name}"] = _rel(short.float().cpu()[:, :keep], latents.float().cpu()[:, :keep])
+    out["bf16_vs_fp32_latents_rel"] = _rel(results["bf16"], results["fp32"])
+    return out
+
+
+def bench_decode(config: TangoFluxConfig, device: torch.device, full: bool) -> dict[str, Any]:
+    torch.manual_seed(0)
+    vae = build_vae(config).eval().to(device)
+    z = torch.randn(1, config.latent_frames, 64, generator=torch.Generator().manual_seed(2), device="cpu")
+    out: dict[str, Any] = {"decode_frames_10s": sampler.frames_for(10.0, config.latent_frames)}
+    waves: dict[str, torch.Tensor] = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        vae.to(dtype)
+        seconds, wave = _timed(lambda: sampler.decode(vae, z, 10.0), device)
+        out[f"decode_10s_prefix_s_{name}"] = round(seconds, 2)
+        waves[name] = wave.cpu()
+    out["bf16_vs_fp32_waveform_rel"] = _rel(waves["bf16"], waves["fp32"])
+    if full:
+        vae.to(torch.float32)
+        seconds, wave = _timed(lambda: sampler.decode(vae, z, 10.0, margin=None), device)
+        out["decode_full_645_s_fp32"] = round(seconds, 2)
+        out["prefix_vs_full_rel"] = _rel(waves["fp32"], wave.cpu())
+        for margin in (8, 9):
+            out[f"prefix_margin{margin}_vs_full_rel"] = _rel(sampler.decode(vae, z, 10.0, margin=margin).cpu(), wave.cpu())
+    return out
+
+
+def bench_t5(config: TangoFluxConfig, device: torch.device) -> dict[str, Any]:
+    t5 = build_t5(config).eval().to(device)
+    ids = torch.randint(2, 32000, (2, TEXT_TOKENS))
+    with torch.inference_mode():
+        t5(input_ids=ids.to(device))
+        seconds, _ = _timed(lambda: t5(input_ids=ids.to(device)), device)
+    return {"t5_s": round(seconds, 3)}
+
+
+def main(argv: list[str]) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="bench synthesis", description=__doc__)
+    parser.add_argument("--steps", type=int, default=2, help="timed transformer steps per precision")
+    parser.add_argument("--full-decode", action="store_true", help="also decode all 645 frames (slow on CPU)")
+    parser.add_argument("--t5", action="store_true", help="also time the FLAN-T5-large encoder (random weights)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    config = TangoFluxConfig()  # the released sizes
+    print(f"TangoFlux at real size, random weights, device={device}, torch threads={torch.get_num_threads()}, "
+          f"load average={os.getloadavg()[0]:.1f}")
+    if device.type == "cpu":
+        print("No GPU in this run: CPU numbers only (the GPU target, <= 2 s per clip on an H100, is unmeasured).")
+    print(f"Running {args.steps} timed steps per precision and extrapolating to 50 (paper) and 25 (fast) steps.")
+    result: dict[str, Any] = {"device": str(device), "cpu": platform.processor() or platform.machine(),
+                              "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0],
+                              "timed_steps": args.steps, "extrapolated": True}
+    result.update(bench_transformer(config, device, args.steps))
+    gc.collect()
+    result.update(bench_decode(config, device, args.full_decode))
+    t5_s = 0.0
+    if args.t5:
+        result.update(bench_t5(config, device))
+        t5_s = result["t5_s"]
+    for name in ("fp32", "bf16"):
+        for label, steps in (("50", 50), ("fast25", 25)):
+            # the transformer in `name`; the decoder always fp32 (as the synthesiser runs it)
+            total = steps * result[f"step_s_{name}"] + result["decode_10s_prefix_s_fp32"] + t5_s
+            result[f"clip10s_{label}steps_s_{name}"] = round(total, 1)
+    rows = [
+        ("transformer step (CFG batch 2, 645 frames)", "step_s_fp32", "step_s_bf16"),
+        ("transformer step, 12-s latent (not default)", "step_s_fp32_12s_latent", "step_s_bf16_12s_latent"),
+        ("decode first 10 s (prefix)", "decode_10s_prefix_s_fp32", "decode_10s_prefix_s_bf16"),
+        ("10-s clip, 50 steps (extrapolated)", "clip10s_50steps_s_fp32", "clip10s_50steps_s_bf16"),
+        ("10-s clip, 25 steps 'fast' (extrapolated)", "clip10s_fast25steps_s_fp32", "clip10s_fast25steps_s_bf16"),
+    ]
+    print(f"\n{'':46s} {'fp32 s':>9s} {'bf16 s':>9s}")
+    for label, a, b in rows:
+        print(f"{label:46s} {result[a]:9.2f} {result[b]:9.2f}")
+    print("(clip totals use the fp32 decoder; the bf16 column changes only the transformer)")
+    for key in ("bf16_vs_fp32_latents_rel", "bf16_vs_fp32_waveform_rel", "latent_change_12s_vs_30s_fp32",
+                "prefix_vs_full_rel", "prefix_margin8_vs_full_rel", "prefix_margin9_vs_full_rel", "t5_s"):
+        if key in result:
+            print(f"{key}: {result[key]:.3g}")
+    return result
