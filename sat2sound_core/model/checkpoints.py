@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -51,6 +52,22 @@ def _path_as_str(*parts: str) -> str:
 # containers, mapped to the harmless type built in their place. Lightning's AttributeDict becomes an
 # OrderedDict (torch's restricted unpickler fills only exact dict types); Namespace stays a
 # Namespace (a bag of attributes) and is turned into a dict below.
+def _defaultdict_as_dict(*_factory: Any) -> OrderedDict:
+    return OrderedDict()
+
+
+def _numpy_globals() -> list[Any]:
+    """numpy scalars, arrays and dtypes (Lightning callbacks/loops may hold them): rebuilt from bytes, no code."""
+    import numpy as np
+
+    core = importlib.import_module("numpy._core.multiarray")
+    out: list[Any] = [np.ndarray, np.dtype]
+    for mod in ("numpy.core", "numpy._core"):
+        out += [(core.scalar, f"{mod}.multiarray.scalar"), (core._reconstruct, f"{mod}.multiarray._reconstruct")]
+    out += [(cls, f"numpy.dtypes.{name}") for name, cls in vars(np.dtypes).items() if isinstance(cls, type)]
+    return out
+
+
 _ALLOWED_EXTRA_GLOBALS: list[Any] = [
     (OrderedDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
     (OrderedDict, "lightning.pytorch.utilities.parsing.AttributeDict"),
@@ -60,6 +77,13 @@ _ALLOWED_EXTRA_GLOBALS: list[Any] = [
     (_path_as_str, "pathlib.PosixPath"),
     (_path_as_str, "pathlib.WindowsPath"),
     (_path_as_str, "pathlib.Path"),
+    # a defaultdict (loop/callback state) becomes a plain dict; its factory types are inert here
+    (_defaultdict_as_dict, "collections.defaultdict"),
+    (int, "builtins.int"),
+    (float, "builtins.float"),
+    (list, "builtins.list"),
+    (dict, "builtins.dict"),
+    *_numpy_globals(),
 ]
 
 

@@ -307,3 +307,31 @@ def test_offline_finds_files_in_the_hugging_face_cache(hub: MiniHub, tmp_path: P
     path = ck.fetch(resolve_source("sentinel_withmeta"), weights, offline=True)
     assert path.read_bytes() == b"cached" * 100
     assert len(hub.requests) == before  # nothing went over the network
+
+
+def test_lightning_bookkeeping_with_numpy_and_defaultdicts_loads(tmp_path: Path) -> None:
+    import collections
+
+    import numpy as np
+
+    path = tmp_path / "full.ckpt"
+    torch.save({
+        "state_dict": _tiny_official_state(),
+        "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"total": {"ready": 3}}}},
+        "callbacks": {"ModelCheckpoint{'monitor': 'val_loss'}": {
+            "best_model_score": torch.tensor(0.25), "best_k_models": collections.defaultdict(float, {"a.ckpt": 0.25}),
+            "kth_value": np.float64(0.25), "history": np.array([0.5, 0.25]),
+        }},
+        "hyper_parameters": {"sat_type": "bingmap", "seed": np.int64(7)},
+    }, path)
+    obj = ck.safe_torch_load(path)
+    cb = obj["callbacks"]["ModelCheckpoint{'monitor': 'val_loss'}"]
+    assert cb["best_k_models"] == {"a.ckpt": 0.25} and cb["kth_value"] == 0.25
+    assert np.array_equal(cb["history"], [0.5, 0.25]) and obj["hyper_parameters"]["seed"] == 7
+    # code hidden inside a numpy object array is still refused
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil_np.ckpt"
+    torch.save({"state_dict": _tiny_official_state(), "x": np.array([_Evil(marker)], dtype=object)}, evil)
+    with pytest.raises(WeightsError, match="Refused"):
+        ck.safe_torch_load(evil)
+    assert not marker.exists()
