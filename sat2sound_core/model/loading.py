@@ -24,6 +24,7 @@ from sat2sound_core.model import checkpoints as ck
 from sat2sound_core.model.config import ModelConfig
 from sat2sound_core.model.registry import DEFAULT_CHECKPOINT, resolve_source
 from sat2sound_core.model.sat2sound import Sat2Sound
+from sat2sound_core.progress import report
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,8 @@ def load_model(
     without running code and converted once into a memory-mapped safetensors cache. ``precision``
     is ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 where the hardware has fast bf16 matrix math).
     The same (file, device, precision) returns the same model object. Unless ``text_encoder`` is
-    False a FLAN-T5 encoder is attached, built on the first ``encode_text`` call.
+    False a FLAN-T5 encoder is attached, built on the first ``encode_text`` call. ``progress``
+    (``(done, total, message)``) hears about the download and the loading steps.
     """
     from sat2sound_core.settings import get_settings
 
@@ -211,7 +213,9 @@ def load_model(
     with _lock:
         if key in _models:
             return _models[key]
+        report(progress, 0, 2, f"reading {file.name}")
         model = _load_cpu_fp32(file, resolved.info, use_cache)
+        report(progress, 1, 2, f"preparing the model on {dev} ({prec})")
         model.to(dev)
         model.set_precision(prec)
         if text_encoder:
@@ -221,6 +225,7 @@ def load_model(
         log.info("loaded %s (%s, %s) on %s in %s", model.config.name, model.config.sat_type,
                  model.config.metadata_type, dev, prec)
         _models[key] = model
+        report(progress, 2, 2, "model ready")
         return model
 
 

@@ -169,7 +169,9 @@ def test_our_safetensors_is_a_source_and_keeps_the_full_config(tmp_path: Path) -
     source = _tiny_model()
     config = dataclasses.replace(source.config, name="tiny_st")
     path = ck.save_converted(tmp_path / "tiny.safetensors", source.state_dict(), dataclasses.asdict(config), "", "test")
-    model = load_model(path, text_encoder=False)
+    steps: list[tuple[float, float, str]] = []
+    model = load_model(path, text_encoder=False, progress=lambda d, t, m="": steps.append((d, t, m)))
+    assert steps[0][0] == 0 and steps[-1] == (2, 2, "model ready")
     assert model.config == config  # tuples restored from JSON lists
     assert _same(_outputs(model), _outputs(source))
 
