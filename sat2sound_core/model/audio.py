@@ -10,6 +10,7 @@ float32 before it is widened to float64, the filterbank is accumulated in float3
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import numpy as np
 import torch
 
 from sat2sound_core.errors import InputError
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 32_000
 SEGMENT_SECONDS = 10
@@ -36,6 +39,7 @@ LOWPASS_FILTER_WIDTH = 6
 ROLLOFF = 0.99
 
 SUPPORTED_FORMATS = ("wav", "flac", "ogg", "mp3")
+_MAX_KERNEL = 20_000_000  # resampling-kernel elements (80 MB); beyond that see _resample_soxr
 # Decoded float audio may overshoot 1.0 slightly (lossy codecs); anything beyond this is not [-1, 1] audio.
 _PEAK_LIMIT = 1.5
 
@@ -167,6 +171,8 @@ def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int = SAMPLE_RATE
         return waveform
     g = math.gcd(int(orig_rate), int(new_rate))
     orig, new = int(orig_rate) // g, int(new_rate) // g
+    if new * (2 * math.ceil(LOWPASS_FILTER_WIDTH * orig / (min(orig, new) * ROLLOFF)) + orig) > _MAX_KERNEL:
+        return _resample_soxr(waveform, int(orig_rate), int(new_rate))
     kernel, width = _sinc_kernel(orig, new)
     shape = waveform.shape
     flat = waveform.reshape(-1, shape[-1]).to(torch.float32)
@@ -176,6 +182,21 @@ def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int = SAMPLE_RATE
     out = out.transpose(1, 2).reshape(flat.shape[0], -1)
     target = math.ceil(new * length / orig)
     return out[..., :target].reshape(*shape[:-1], -1)
+
+
+def _resample_soxr(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """Rates with a huge gcd-reduced ratio (e.g. 44101 Hz) would need a kernel of gigabytes; soxr's
+    very-high-quality resampler is used instead (not bit-identical to the official resampler)."""
+    import soxr
+
+    log.warning("resampling %d Hz -> %d Hz with soxr: this rate pair is not the official resampler's", orig_rate, new_rate)
+    shape = waveform.shape
+    flat = waveform.reshape(-1, shape[-1]).to(torch.float32).numpy()
+    target = math.ceil(new_rate * flat.shape[-1] / orig_rate)
+    out = np.stack([soxr.resample(ch, orig_rate, new_rate, quality="VHQ") for ch in flat])
+    if out.shape[-1] < target:
+        out = np.pad(out, ((0, 0), (0, target - out.shape[-1])))
+    return torch.from_numpy(np.ascontiguousarray(out[:, :target], dtype=np.float32)).reshape(*shape[:-1], -1)
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:

@@ -186,3 +186,15 @@ def test_log_mel_refuses_bad_waveforms(waveform: object, sr: object, start: floa
 
 def test_segment_is_exactly_ten_seconds_at_32k() -> None:
     assert SEGMENT_SAMPLES == 320000 and N_FRAMES == 1001
+
+
+def test_odd_sample_rates_do_not_build_a_gigantic_kernel(caplog: pytest.LogCaptureFixture) -> None:
+    sr = 44101  # gcd with 32000 is 1: the polyphase kernel would have ~1.4e9 taps
+    t = torch.arange(sr * 2, dtype=torch.float64) / sr
+    tone = torch.sin(2 * math.pi * 1000 * t).float()
+    out = resample(tone, sr, 32000)
+    assert out.shape == (math.ceil(32000 * tone.shape[0] / sr),)
+    ref = torch.sin(2 * math.pi * 1000 * torch.arange(out.shape[0], dtype=torch.float64) / 32000).float()
+    assert (out[500:-500] - ref[500:-500]).abs().max() < 1e-3
+    assert "soxr" in caplog.text
+    assert log_mel(tone.numpy(), sr).shape == (1001, 64)
