@@ -247,3 +247,29 @@ def test_public_names_are_exported() -> None:
     assert sat2sound_core.image_to_tensor is image.image_to_tensor
     assert sat2sound_core.log_mel is audio.log_mel
     assert sat2sound_core.load_audio is audio.load_audio
+
+
+@pytest.mark.parametrize("name", ["bingmap_withmeta", "bingmap_nometa", "sentinel_withmeta", "sentinel_nometa",
+                                  "SoundingEarth_withmeta", "SoundingEarth_nometa"])
+def test_every_official_key_layout_fits_exactly(sat2sound_reference: Path, name: str) -> None:
+    """All six official configs: the inferred config builds a model whose keys and shapes match the
+    checkpoint's after conversion (shapes only, on the meta device: no 670 MB files needed)."""
+    import json
+
+    from tests.conftest import reference_file
+
+    manifest = json.loads(reference_file(sat2sound_reference, f"manifest_{name}.json").read_text())
+    dtypes = {"float32": torch.float32, "int64": torch.int64}
+    state = {e["key"]: torch.empty(e["shape"], dtype=dtypes[e["dtype"]], device="meta") for e in manifest["keys"]}
+    official = ck.OfficialCheckpoint(Path(f"/nowhere/{name}.ckpt"), state, dict(manifest["hyper_parameters"]))
+    fields = ck.infer_config_fields(official)
+    config = loading.official_config(fields)
+    assert (config.name, config.sat_type, config.metadata_type) == (
+        name, manifest["hyper_parameters"]["sat_type"], manifest["hyper_parameters"]["metadata_type"])
+    with torch.device("meta"):
+        model = Sat2Sound(config)
+    converted = loading._fill_dead_keys(model, model.convert_official_state_dict(state))
+    loading._check_keys(model, converted, name)  # raises on any missing/unexpected/misshapen key
+    dropped = set(state) - set(converted)
+    assert dropped and all(any(p.search(k) for p in loading._unused_patterns(model)) for k in dropped
+                           if not k.endswith("attn.qkv.weight") and not k.endswith("attn.qkv.bias"))
