@@ -150,38 +150,45 @@ def fetch_repo_files(
 
     settings = get_settings()
     need = set(files if required is None else required)
-    cache_dirs: list[Path | None] = [settings.weights / "hf", None]
+    ours = settings.weights / "hf"
     endpoint = os.environ.get("HF_ENDPOINT") or None
-    paths: dict[str, Path] = {}
-    # 1) anything already on disk
-    for name in files:
-        for cache in cache_dirs:
+
+    def cached(cache: Path | None) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for name in files:
             try:
                 got = hf_hub_download(repo, name, revision=revision, cache_dir=cache, local_files_only=True)
-                paths[name] = Path(got)
-                break
             except (LocalEntryNotFoundError, EntryNotFoundError, FileNotFoundError, OSError, ValueError):
                 continue
-    missing = {n: s for n, s in files.items() if n not in paths and n in need}
-    if missing and settings.is_offline:
-        raise DownloadError(_missing_message(repo, missing, "offline mode is on"))
-    # 2) download the rest into SAT2SOUND_WEIGHTS_DIR/hf
-    for name in [n for n in files if n not in paths]:
-        log.info("downloading %s/%s (%s)", repo, name, human_size(files[name]))
-        try:
-            got = hf_hub_download(
-                repo, name, revision=revision, cache_dir=settings.weights / "hf", endpoint=endpoint,
-                tqdm_class=_progress_bar_class(progress, name),
-            )
-        except EntryNotFoundError:
-            if name in need:
-                raise DownloadError(f"{repo} has no file {name}; is {repo!r} a TangoFlux repo?") from None
-            continue
-        except Exception as exc:  # network, auth, disk: say what was being fetched and how to do it by hand
-            raise DownloadError(_missing_message(repo, {name: files[name]}, f"download failed: {exc}")) from exc
-        paths[name] = Path(got)
-    if not paths:
-        raise DownloadError(_missing_message(repo, files, "nothing found"))
+            found[name] = Path(got)
+        return found
+
+    # 1) a cache that already holds every required file: ours first, then the default Hugging Face cache
+    paths: dict[str, Path] = {}
+    for cache in (ours, None):
+        paths = cached(cache)
+        if need <= set(paths):
+            break
+    else:
+        paths = cached(ours)  # complete our own cache, so all files share one snapshot folder
+        missing = {n: s for n, s in files.items() if n not in paths and n in need}
+        if settings.is_offline:
+            raise DownloadError(_missing_message(repo, missing, "offline mode is on"))
+        # 2) download the rest into SAT2SOUND_WEIGHTS_DIR/hf
+        for name in [n for n in files if n not in paths]:
+            log.info("downloading %s/%s (%s)", repo, name, human_size(files[name]))
+            try:
+                got = hf_hub_download(
+                    repo, name, revision=revision, cache_dir=ours, endpoint=endpoint,
+                    tqdm_class=_progress_bar_class(progress, name),
+                )
+            except EntryNotFoundError:
+                if name in need:
+                    raise DownloadError(f"{repo} has no file {name}; is {repo!r} the right repo?") from None
+                continue
+            except Exception as exc:  # network, auth, disk: say what was being fetched and how to do it by hand
+                raise DownloadError(_missing_message(repo, {name: files[name]}, f"download failed: {exc}")) from exc
+            paths[name] = Path(got)
     folders = {p.parent for p in paths.values()}
     if len(folders) != 1:
         raise WeightsError(f"files of {repo} were found in different snapshots: {sorted(map(str, folders))}")

@@ -214,3 +214,22 @@ def test_real_t5_key_is_the_shared_one(tmp_path):
 
     loc = WeightsLocation(tmp_path, "hf-hub:declare-lab/TangoFlux", "abc")
     assert _t5_key(TangoFluxConfig(), loc, torch.device("cpu")) == "flan-t5-large|cpu|torch.float32"
+
+
+def test_load_synthesizer_end_to_end_from_a_loopback_hub(online_home, tiny_dir, monkeypatch, one_thread):
+    """hf-hub source → download with progress → key checks → synthesis → cached clip under SAT2SOUND_HOME."""
+    from sat2sound_core.synthesis import weights as weights_module
+
+    extra = ["transformer_config.json", "t5_config.json", "vae_config.json", "vocab.json"]
+    # the real repo has only the three files; the tiny model's configs and vocabulary travel with it here
+    monkeypatch.setattr(weights_module, "REPO_FILES", {**weights_module.REPO_FILES, **dict.fromkeys(extra, 1000)})
+    files = {"test-org/tiny-tangoflux": repo_from_folder(tiny_dir, REPO_FILES + extra)}
+    seen = []
+    with HubServer(files) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        synth = load_synthesizer("hf-hub:test-org/tiny-tangoflux", progress=lambda *a: seen.append(a[2]))
+    assert any("downloading tangoflux.safetensors" in m for m in seen) and seen[-1] == "TangoFlux ready"
+    assert synth.weights.revision == COMMIT
+    clip = synth.synthesize("heavy traffic with car horns", duration=0.5, steps=1)
+    assert clip.samples.shape == (2, 22050) and clip.metadata["weights_revision"] == COMMIT
+    assert list((online_home / "synthesis").glob("*.wav"))
