@@ -301,3 +301,29 @@ def test_a_flan_shaped_tangoflux_copy_needs_no_config_download(tmp_path: Path, p
     config = text._read_config(text.EncoderWeights(path, "text_encoder.", "tangoflux"), None)
     assert config == text.FLAN_T5_LARGE_CONFIG and is_flan_t5_large(config)
     path.unlink()  # 32 MB
+
+
+def test_load_model_attaches_an_encoder_that_finds_the_weights_on_first_use(
+    t5_dir: Path, tiny: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from sat2sound_core.model import checkpoints as ck
+    from sat2sound_core.model.config import ModelConfig
+    from sat2sound_core.model.loading import clear_model_cache, load_model
+    from sat2sound_core.model.sat2sound import Sat2Sound
+
+    _use_tangoflux(monkeypatch, tiny)
+    torch.manual_seed(0)
+    source = Sat2Sound(ModelConfig.tiny(text_dim=32))
+    path = ck.save_converted(tmp_path / "m.safetensors", source.state_dict(), dataclasses.asdict(source.config), "", "")
+    clear_model_cache()
+    try:
+        model = load_model(path)
+        assert isinstance(model.text_encoder, LazyTextEncoder) and not model.text_encoder.loaded
+        enc = model.encode_text(CAPTIONS)
+        assert model.text_encoder.loaded
+        hidden, mask = load_text_encoder("cpu", download=False).encode(CAPTIONS)
+        assert torch.equal(enc.embedding, source.encode_text_states(hidden, mask).embedding)
+    finally:
+        clear_model_cache()
