@@ -233,3 +233,21 @@ def test_load_synthesizer_end_to_end_from_a_loopback_hub(online_home, tiny_dir, 
     clip = synth.synthesize("heavy traffic with car horns", duration=0.5, steps=1)
     assert clip.samples.shape == (2, 22050) and clip.metadata["weights_revision"] == COMMIT
     assert list((online_home / "synthesis").glob("*.wav"))
+
+
+def test_sentencepiece_tokenizer_folder_beside_the_weights(tiny_dir, golden, tmp_path):
+    """A ``tokenizer/`` folder (T5Tokenizer files, as FLAN-T5 ships) is used through transformers and
+    gives the same ids as the official tokenisation of the golden captions."""
+    from transformers import T5Tokenizer
+
+    from sat2sound_core.synthesis.tokenizer import HFTokenizer, load_tokenizer, tokenize_caption
+
+    pieces = json.loads((tiny_dir / "vocab.json").read_text())["vocab"]
+    T5Tokenizer(vocab=[(p, 0.0) for p in pieces], extra_ids=0).save_pretrained(tmp_path / "tokenizer")
+    tok = load_tokenizer(tmp_path)
+    assert isinstance(tok, HFTokenizer)
+    for case in golden["cases"]:
+        assert torch.equal(tokenize_caption(tok, case["caption"]).input_ids, case["cond_input_ids"])
+    with pytest.warns(UserWarning, match="dropped the end: 'river river'"):
+        tokens = tokenize_caption(tok, " ".join(["birds"] * 63 + ["river"] * 2))
+    assert tokens.length == 64 and tokens.truncated == "river river"
