@@ -418,6 +418,10 @@ def _captions(ss: Any, ctl: Controls) -> None:
         st.caption("No captions (is a gallery configured? see 'Weights and galleries').")
         return
     settings = get_settings()
+    with guard("Synthesis licence"):
+        from sat2sound_core.synthesis import LICENCE_NOTE
+
+        st.caption(f"Synthesise uses TangoFlux. {LICENCE_NOTE}")
     for hit in ss.hits:
         with st.container(border=True):
             st.markdown(f"**{hit.rank}.** {hit.caption}  \n`score {hit.score:.3f}`")
@@ -461,7 +465,7 @@ def _synthesis_progress(ss: Any) -> None:
     if job is None:
         return
     if not job.finished:
-        st.caption(f"Synthesising: “{job.label}” (TangoFlux; non-commercial licence)")
+        st.caption(f"Synthesising: “{job.label}”")
         bar = st.progress(job.fraction)
         if st.button("Cancel synthesis", key="synth_cancel"):
             job.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,9 +34,11 @@ def tile_server() -> Iterator[object]:
 def app_env_values(
     tmp_path_factory: pytest.TempPathFactory, app_checkpoint: Path, app_gallery: Path, tile_server: object,
     tangoflux_reference: Path,
-) -> dict[str, str]:
+) -> Iterator[dict[str, str]]:
     home = tmp_path_factory.mktemp("apphome")
-    return fixtures.app_env(home, app_checkpoint, app_gallery, tile_server.url_template)  # type: ignore[attr-defined]
+    yield fixtures.app_env(home, app_checkpoint, app_gallery, tile_server.url_template)  # type: ignore[attr-defined]
+    # the loader's converted-weights cache is as big as the checkpoint: do not leave it in /tmp
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture()

@@ -37,7 +37,7 @@ def reference_root() -> Path:
 
 def write_gallery(path: Path, dim: int = 1024, n: int = 60, seed: int = 0, checkpoint: str = "bingmap_withmeta") -> Path:
     """A small gallery in the official schema: captions per scale, text/audio embeddings, and
-    pre-synthesised audio for every other row (a 440 Hz tone whose length encodes the row)."""
+    pre-synthesised audio (a 1-s 440 Hz tone) on three rows of every four."""
     from sat2sound_core.gallery import SYNTH_RATE
     from sat2sound_core.gallery import write_gallery as _write
 
@@ -50,7 +50,7 @@ def write_gallery(path: Path, dim: int = 1024, n: int = 60, seed: int = 0, check
     captions = [CAPTIONS[i % len(CAPTIONS)] + ("" if i < len(CAPTIONS) else f" (variant {i})") for i in range(n)]
     t = np.arange(int(SYNTH_RATE * 1.0), dtype=np.float32) / SYNTH_RATE
     tone = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
-    synth = [tone if i % 2 == 0 else None for i in range(n)]
+    synth = [tone if i % 4 != 3 else None for i in range(n)]
     return _write(
         path,
         sample_ids=[f"app-{i}" for i in range(n)],
@@ -58,7 +58,7 @@ def write_gallery(path: Path, dim: int = 1024, n: int = 60, seed: int = 0, check
         text_embeddings={s: unit(s) for s in (1, 3, 5)},
         audio_captions=[f"recording of {c}" for c in captions],
         audio_embeddings=unit(9),
-        raw_audio=[tone[:16000] if i % 2 == 0 else None for i in range(n)],
+        raw_audio=[tone[:16000] if i % 4 != 3 else None for i in range(n)],
         synth_audio={s: synth for s in (1, 3, 5)},
         checkpoint=checkpoint,
     )
@@ -118,7 +118,8 @@ def app_env(home: Path, checkpoint: Path, gallery: Path, tile_url: str, precisio
     return {
         "SAT2SOUND_T5_DIR": str(t5),
         "SAT2SOUND_HOME": str(home / "home"),
-        "SAT2SOUND_OFFLINE": "1",
+        # HF_HUB_OFFLINE forbids weight downloads; SAT2SOUND_OFFLINE is left unset because it would also
+        # stop the loopback tile server from being read (tiles then come from the cache only).
         "HF_HUB_OFFLINE": "1",
         "SAT2SOUND_APP_CHECKPOINT": str(checkpoint),
         "SAT2SOUND_GALLERY": str(gallery),
@@ -129,6 +130,7 @@ def app_env(home: Path, checkpoint: Path, gallery: Path, tile_url: str, precisio
         "SAT2SOUND_PRECISION": precision,
         "SAT2SOUND_DEVICE": "cpu",
         "SAT2SOUND_APP_HEATMAP": kind,
+        "SAT2SOUND_APP_TOP_K": "8",
         "SAT2SOUND_APP_START_LAT": "45.0",
         "SAT2SOUND_APP_START_LON": "7.0",
     }

@@ -50,7 +50,7 @@ def test_search_box_analyses_the_point_and_lists_captions(app_env: dict[str, str
     assert at.session_state["point"].label() == "45.000000, 7.000000"
     # captions of the synthetic gallery, ranked, with scores
     hits = at.session_state["hits"]
-    assert len(hits) == 5 and [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    assert len(hits) == 8 and [h.rank for h in hits] == list(range(1, 9))
     md = _markdown(at)
     assert hits[0].caption in md and f"score {hits[0].score:.3f}" in md
     # the default text heatmap lies on the chip's active footprint, which contains the point

@@ -1,0 +1,132 @@
+"""End to end in a real browser: ``streamlit run`` on a loopback port, Debian's Chromium via Playwright.
+
+Synthetic full-size checkpoint, synthetic gallery, loopback tiles, tiny TangoFlux, a stand-in T5; no
+network (the map's Leaflet comes from app/static/vendor). A screenshot is saved under
+``test-artifacts/`` when a step fails; ``SAT2SOUND_UPDATE_SCREENSHOT=1`` also refreshes the README's
+``assets/screenshot.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.app import fixtures, harness
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+@pytest.fixture(scope="module")
+def server(app_env_values: dict[str, str]) -> Iterator[harness.StreamlitServer]:
+    why = harness.chromium_missing()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    srv = harness.StreamlitServer(app_env_values, harness.ARTIFACTS / "test_browser_streamlit.log")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _point(page) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    text = page.locator("h3", has_text="· scale").first.inner_text()
+    m = re.search(r"(-?\d+\.\d+), (-?\d+\.\d+) · scale (\d)", text)
+    assert m, text
+    return float(m.group(1)), float(m.group(2))
+
+
+def _choose(page, label: str, option: str) -> None:  # type: ignore[no-untyped-def]
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
+    box.locator("input").click()
+    page.keyboard.type(option)
+    page.keyboard.press("Enter")
+
+
+def test_click_listen_synthesise_upload_and_export(server: harness.StreamlitServer, tmp_path: Path) -> None:
+    import rasterio
+    from rasterio.warp import transform_bounds
+
+    external: list[str] = []
+    with harness.browser() as b:
+        page = b.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.on("request", lambda r: external.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+        try:
+            page.goto(server.url)
+            harness.wait_map_painted(page, timeout_ms=120_000)
+
+            # click -> overlay on the map, legend, captions with scores
+            harness.click_map(page, 40, -30)
+            srcs = harness.wait_new_overlay(page, [], timeout_s=600)
+            assert srcs[0].startswith("data:image/png;base64,")
+            harness.map_frame(page).locator(".sat2sound-legend").wait_for(timeout=30_000)
+            page.get_by_text(re.compile(r"score \d\.\d{3}")).first.wait_for(timeout=60_000)
+            lat, lon = _point(page)
+            assert abs(lat - 45.0) < 0.05 and abs(lon - 7.0) < 0.05
+
+            # gallery audio plays
+            page.get_by_role("button", name="▶ Gallery audio").first.click()
+            page.locator("audio").first.wait_for(state="attached", timeout=60_000)
+            duration = page.evaluate(
+                """async () => {
+                    const a = document.querySelector('audio');
+                    if (a.readyState < 1) await new Promise(r => a.addEventListener('loadedmetadata', r, {once: true}));
+                    await a.play();
+                    return a.duration;
+                }"""
+            )
+            assert duration > 0.5
+
+            # synthesise a clip with tiny TangoFlux, then a player for it appears
+            page.get_by_role("button", name="✨ Synthesise").first.click()
+            page.get_by_text("synthesised", exact=True).first.wait_for(timeout=300_000)
+            assert page.locator("audio").count() >= 2
+
+            # upload a WAV -> its heatmap replaces the overlay
+            _choose(page, "Heatmap", "Uploaded audio clip")
+            page.locator('input[type="file"]').wait_for(state="attached", timeout=60_000)
+            page.locator('input[type="file"]').set_input_files(
+                files=[{"name": "chirps.wav", "mimeType": "audio/wav", "buffer": fixtures.wav_clip()}]
+            )
+            srcs2 = harness.wait_new_overlay(page, srcs, timeout_s=300)
+            assert srcs2 != srcs
+            harness.map_frame(page).locator(".sat2sound-legend", has_text="chirps.wav").wait_for(timeout=60_000)
+
+            # the GeoTIFF holds both heatmaps, in EPSG:3857, around the click
+            page.get_by_role("tab", name="Downloads").click()
+            with page.expect_download(timeout=120_000) as info:
+                page.get_by_role("button", name=re.compile("GeoTIFF")).click()
+            tif = tmp_path / "heatmaps.tif"
+            info.value.save_as(tif)
+            with rasterio.open(tif) as ds:
+                assert ds.crs.to_epsg() == 3857
+                assert ds.count >= 2
+                descriptions = " | ".join(d or "" for d in ds.descriptions)
+                assert "chirps.wav" in descriptions
+                west, south, east, north = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+                assert west < lon < east and south < lat < north
+                assert ds.read(1).shape == (ds.height, ds.width)
+
+            assert not external, f"requests left the machine: {external[:5]}"
+            if os.environ.get("SAT2SOUND_UPDATE_SCREENSHOT"):
+                _readme_screenshot(page)
+        except BaseException:
+            harness.screenshot(page, "test_browser_failure")
+            (harness.ARTIFACTS / "test_browser_server.log").write_text(server.log_tail(200))
+            raise
+
+
+def _readme_screenshot(page) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    page.get_by_role("tab", name="Captions").click()
+    page.wait_for_timeout(500)
+    raw = harness.screenshot(page, "readme_full")
+    img = Image.open(raw).convert("RGB")
+    img.thumbnail((1100, 1100))
+    out = harness.REPO / "assets" / "screenshot.png"
+    img.quantize(colors=128).save(out, optimize=True)
