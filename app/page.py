@@ -426,13 +426,13 @@ def _captions(ss: Any, ctl: Controls) -> None:
         with st.container(border=True):
             st.markdown(f"**{hit.rank}.** {hit.caption}  \n`score {hit.score:.3f}`")
             c1, c2 = st.columns(2)
-            if hit.has_audio and c1.button("▶ Gallery audio", key=f"play_{hit.rank}"):
+            if hit.has_audio and c1.button("Play gallery audio", key=f"play_{hit.rank}"):
                 with guard("Gallery audio"):
                     shared = resources.get_engine(ctl.checkpoint, ctl.precision, settings.device, settings.gallery)
                     with shared.use() as engine:
                         audio = engine.gallery_audio(hit)
                     ss.synth_audio[("gallery", hit.rank, hit.caption)] = audio
-            if c2.button("✨ Synthesise", key=f"synth_{hit.rank}", disabled=_synth_running(ss)):
+            if c2.button("Synthesise", key=f"synth_{hit.rank}", disabled=_synth_running(ss)):
                 _start_synthesis(ss, hit.caption)
             gal = ss.synth_audio.get(("gallery", hit.rank, hit.caption))
             if gal is not None:
