@@ -1,6 +1,6 @@
 """Preprocessing and loading speed: image_to_tensor, log_mel, log_mel_windows, load_model (cold vs cached).
 
-Usage: ``python -m bench preprocess [--no-load] [--repeat N]``. Loading uses a synthetic official
+Usage: ``python -m bench preprocess [--no-load] [--repeat=N]``. Loading uses a synthetic official
 checkpoint written by the reference ``make_weights.py`` (``SAT2SOUND_REFERENCE`` or
 ``../shared/reference``) into a temporary folder; ``--no-load`` skips it. Numbers depend on the load
 of the machine: run it on an otherwise idle machine when the figures matter.
@@ -46,11 +46,12 @@ def _bench_loading(rows: list[tuple[str, float, str]]) -> dict[str, float]:
     assert spec and spec.loader
     make = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make)
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["SAT2SOUND_HOME"] = str(Path(tmp) / "home")
-        from sat2sound_core.model.loading import clear_model_cache, load_model
-        from sat2sound_core.settings import get_settings
+    from sat2sound_core.model.loading import clear_model_cache, load_model
+    from sat2sound_core.settings import get_settings
 
+    previous_home = os.environ.get("SAT2SOUND_HOME")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SAT2SOUND_HOME"] = str(Path(tmp) / "home")  # a throw-away cache, restored below
         get_settings.cache_clear()
         ckpt = Path(tmp) / "bingmap_withmeta.ckpt"
         make.make_checkpoint(str(ref / "manifest_bingmap_withmeta.json"), str(ckpt), 0)
@@ -62,7 +63,11 @@ def _bench_loading(rows: list[tuple[str, float, str]]) -> dict[str, float]:
         load_model(ckpt, text_encoder=False)
         warm = time.perf_counter() - t
         clear_model_cache()
-        get_settings.cache_clear()
+    if previous_home is None:
+        os.environ.pop("SAT2SOUND_HOME", None)
+    else:
+        os.environ["SAT2SOUND_HOME"] = previous_home
+    get_settings.cache_clear()
     rows.append(("load_model, official .ckpt (unpickle + convert + cache)", cold, "s"))
     rows.append(("load_model, cached safetensors", warm, "s"))
     return {"load_cold_s": cold, "load_cached_s": warm}
@@ -73,8 +78,9 @@ def main(argv: list[str]) -> dict:
     from sat2sound_core.model.image import image_to_tensor
 
     repeat = 5
-    if "--repeat" in argv:
-        repeat = int(argv[argv.index("--repeat") + 1])
+    for arg in argv:
+        if arg.startswith("--repeat="):
+            repeat = max(1, int(arg.split("=", 1)[1]))
     rng = np.random.default_rng(0)
     tile = rng.integers(0, 256, size=(1500, 1500, 3), dtype=np.uint8)
     clip = (0.1 * rng.standard_normal((2, 44100 * 10))).astype(np.float32)
