@@ -2,9 +2,10 @@
 
 Official checkpoints are PyTorch pickles. They are read with ``torch.load(weights_only=True)``,
 whose unpickler only builds tensors and plain containers; on top of that, Lightning's
-``AttributeDict`` and argparse's ``Namespace`` (the pickled hyper-parameters) are admitted as plain
-dicts. Anything else (a pickle that asks for ``os.system``, a class from an unknown package) is
-refused before it can run. No Lightning install is needed.
+``AttributeDict`` and argparse's ``Namespace`` (the pickled hyper-parameters), paths, defaultdicts
+and numpy scalars/arrays (loop and callback state) are admitted as plain values. Anything else (a
+pickle that asks for ``os.system``, a class from an unknown package) is refused before it can run.
+No Lightning install is needed.
 
 A converted copy is cached as safetensors (config and source hash in its metadata), so later loads
 skip the pickle and are memory-mapped.
@@ -48,10 +49,6 @@ def _path_as_str(*parts: str) -> str:
     return os.path.join(*parts) if parts else ""
 
 
-# Fully qualified names a Lightning checkpoint may legitimately reference besides tensors and
-# containers, mapped to the harmless type built in their place. Lightning's AttributeDict becomes an
-# OrderedDict (torch's restricted unpickler fills only exact dict types); Namespace stays a
-# Namespace (a bag of attributes) and is turned into a dict below.
 def _defaultdict_as_dict(*_factory: Any) -> OrderedDict:
     return OrderedDict()
 
@@ -68,6 +65,10 @@ def _numpy_globals() -> list[Any]:
     return out
 
 
+# Fully qualified names a Lightning checkpoint may legitimately reference besides tensors and
+# containers, mapped to the harmless type built in their place. Lightning's AttributeDict becomes an
+# OrderedDict (torch's restricted unpickler fills only exact dict types); Namespace stays a
+# Namespace (a bag of attributes) and is turned into a dict by _plain.
 _ALLOWED_EXTRA_GLOBALS: list[Any] = [
     (OrderedDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
     (OrderedDict, "lightning.pytorch.utilities.parsing.AttributeDict"),
@@ -88,7 +89,7 @@ _ALLOWED_EXTRA_GLOBALS: list[Any] = [
 
 
 def _plain(obj: Any) -> Any:
-    """Replace the stand-in classes by plain dicts, recursively."""
+    """Namespaces and dict-likes (OrderedDict stand-ins) become plain dicts, recursively."""
     if isinstance(obj, argparse.Namespace):
         return {k: _plain(v) for k, v in vars(obj).items()}
     if isinstance(obj, dict) and not isinstance(obj, torch.Tensor):
@@ -194,6 +195,9 @@ def read_official_checkpoint(path: Path) -> OfficialCheckpoint:
             hint = " It looks like a backbone checkpoint ({'model': ...}: SatMAE or MGA-CLAP), not Sat2Sound."
         raise WeightsError(f"{path} has no 'state_dict'.{hint} Give one of the sat2sound/*.ckpt files.")
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    for wrapper in ("model.", "module."):  # re-saved from a wrapper module or DataParallel
+        if not _looks_like_sat2sound(list(tensors)) and tensors and all(k.startswith(wrapper) for k in tensors):
+            tensors = {k[len(wrapper):]: v for k, v in tensors.items()}
     if not _looks_like_sat2sound(list(tensors)):
         missing = [m for m in _MARKERS if not any(k == m or k.startswith(m) for k in tensors)]
         raise WeightsError(

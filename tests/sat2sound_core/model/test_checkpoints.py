@@ -335,3 +335,9 @@ def test_lightning_bookkeeping_with_numpy_and_defaultdicts_loads(tmp_path: Path)
     with pytest.raises(WeightsError, match="Refused"):
         ck.safe_torch_load(evil)
     assert not marker.exists()
+
+
+def test_a_wrapper_prefix_is_removed(tmp_path: Path) -> None:
+    path = tmp_path / "wrapped.ckpt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in _tiny_official_state().items()}}, path)
+    assert set(ck.read_official_checkpoint(path).state_dict) == set(_tiny_official_state())
