@@ -33,7 +33,8 @@ MAX_LENGTH = 512
 T5_DIR_ENV = "SAT2SOUND_T5_DIR"
 ENCODER_FILE = "encoder.safetensors"
 ENCODER_FORMAT = "sat2sound-t5-encoder-v1"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model")
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")  # required
+TOKENIZER_OPTIONAL = ("special_tokens_map.json", "spiece.model")
 ENCODER_APPROX_BYTES = 1_365_000_000  # 341.2 M fp32 parameters
 _TIED = "encoder.embed_tokens.weight"
 _FLAN_SHAPE = {"d_model": 1024, "num_layers": 24, "vocab_size": 32128}
@@ -132,7 +133,7 @@ def t5_dir() -> Path:
     return Path(env).expanduser() if env else get_settings().weights / "flan-t5-large"
 
 
-def _hub_file(name: str, offline: bool, weights: Path, progress: Callable[..., None] | None = None) -> Path:
+def _hub_file(name: str, offline: bool, weights: Path) -> Path:
     """A small file of google/flan-t5-large from the caches or, when allowed, the Hub."""
     from huggingface_hub import hf_hub_download
 
@@ -163,8 +164,8 @@ def load_tokenizer(folder: Path | None = None) -> Any:
     folder = folder or t5_dir()
     if not ((folder / "tokenizer.json").is_file() or (folder / "spiece.model").is_file()):
         settings = get_settings()
-        files = [_hub_file(n, settings.is_offline, settings.weights) for n in ("tokenizer_config.json", "tokenizer.json")]
-        for optional in ("special_tokens_map.json", "spiece.model"):
+        files = [_hub_file(n, settings.is_offline, settings.weights) for n in TOKENIZER_FILES]
+        for optional in TOKENIZER_OPTIONAL:
             try:
                 files.append(_hub_file(optional, settings.is_offline, settings.weights))
             except DownloadError:

@@ -327,3 +327,16 @@ def test_load_model_attaches_an_encoder_that_finds_the_weights_on_first_use(
         assert torch.equal(enc.embedding, source.encode_text_states(hidden, mask).embedding)
     finally:
         clear_model_cache()
+
+
+def test_tokenizer_files_come_from_the_hub_when_not_local(
+    t5_dir: Path, hub: tuple[MiniHub, dict], tmp_path: Path
+) -> None:
+    server, _ = hub
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        server.add(text.FLAN_T5_REPO, name, (t5_dir / name).read_bytes())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    tok = load_tokenizer(empty)
+    assert tok(CAPTIONS[0])["input_ids"] == [3, 4, 5, 6, 7, 8, 9, 1]
+    assert {r.path.rsplit("/", 1)[-1] for r in server.gets("tokenizer.json")} == {"tokenizer.json"}
