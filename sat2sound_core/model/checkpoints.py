@@ -405,7 +405,8 @@ def fetch(
     progress: Callable[..., None] | None = None,
     endpoint: str | None = None,
 ) -> Path:
-    """The local file for ``resolved``: the local path, a copy in ``weights_dir``, or a Hub download.
+    """The local file for ``resolved``: the local path, a copy in ``weights_dir`` or in a Hugging Face
+    cache (``weights_dir/hf``, then the user's), or a Hub download.
 
     Downloads go through ``huggingface_hub.hf_hub_download`` into ``weights_dir`` (resumable: an
     interrupted download continues where it stopped). When ``offline`` (``SAT2SOUND_OFFLINE`` or
@@ -424,13 +425,13 @@ def fetch(
 
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None  # read per call: mirrors, loopback tests
     size = resolved.info.approx_bytes if resolved.info else None
+    for cache in (weights_dir / "hf", None):  # the product's HF cache, then the user's: no re-download
+        try:
+            return Path(hf_hub_download(resolved.repo_id, resolved.filename, cache_dir=cache,
+                                        local_files_only=True, endpoint=endpoint))
+        except Exception:  # not cached there
+            continue
     if offline:
-        for cache in (weights_dir / "hf", None):  # the product's HF cache, then the user's
-            try:
-                return Path(hf_hub_download(resolved.repo_id, resolved.filename, cache_dir=cache,
-                                            local_files_only=True, endpoint=endpoint))
-            except Exception:  # not cached there
-                continue
         url = f"https://huggingface.co/{resolved.repo_id}/resolve/main/{resolved.filename}"
         raise DownloadError(
             f"{resolved.label} is not available offline. Download {resolved.filename} "

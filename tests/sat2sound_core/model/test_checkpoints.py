@@ -304,8 +304,9 @@ def test_offline_finds_files_in_the_hugging_face_cache(hub: MiniHub, tmp_path: P
     hf_hub_download("MVRL/sat2sound", "sat2sound/sentinel_withmeta.ckpt", cache_dir=weights / "hf",
                     endpoint=hub.endpoint)
     before = len(hub.requests)
-    path = ck.fetch(resolve_source("sentinel_withmeta"), weights, offline=True)
-    assert path.read_bytes() == b"cached" * 100
+    for offline in (True, False):  # online too: a cached copy is not downloaded again
+        path = ck.fetch(resolve_source("sentinel_withmeta"), weights, offline=offline)
+        assert path.read_bytes() == b"cached" * 100
     assert len(hub.requests) == before  # nothing went over the network
 
 
