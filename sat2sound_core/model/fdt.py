@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from sat2sound_core.model.config import ModelConfig
+from sat2sound_core.model.kernels import linear_gelu
 
 
 def sparsemax(z: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,8 @@ class QueryModel(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.q_map(x)
+        ln1, lin1, _, ln2, lin2 = self.q_map
+        return lin2(ln2(linear_gelu(ln1(x), lin1)))
 
 
 @dataclass

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat2sound_core.model.config import ModelConfig
+from sat2sound_core.model.kernels import linear_gelu
 from sat2sound_core.model.metadata import MetadataBatch
 
 
@@ -37,7 +38,7 @@ class CyclicEmbed(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x.to(self.fc1.weight.dtype))))
+        return self.fc2(linear_gelu(x, self.fc1))
 
 
 class MetaEmbed(nn.Module):
@@ -112,7 +113,7 @@ class FuserLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor:
         x = self.norm1(x + self.self_attn(x, key_valid))
-        return self.norm2(x + self.linear2(F.gelu(self.linear1(x))))
+        return self.norm2(x + self.linear2(linear_gelu(x, self.linear1)))
 
 
 class TransformerEncoder(nn.Module):

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat2sound_core.model.config import ModelConfig
+from sat2sound_core.model.kernels import linear_gelu
 
 
 def relative_position_index(window: int) -> torch.Tensor:
@@ -103,7 +104,7 @@ class SwinMlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return self.fc2(linear_gelu(x, self.fc1))
 
 
 class SwinBlock(nn.Module):

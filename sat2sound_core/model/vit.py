@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat2sound_core.model.config import GSD, ModelConfig
+from sat2sound_core.model.kernels import linear_gelu
 
 
 def ground_resolution(scales: list[int], sat_type: str, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -72,7 +73,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return self.fc2(linear_gelu(x, self.fc1))
 
 
 class Block(nn.Module):
@@ -139,7 +140,7 @@ class Projector(nn.Module):
         self.linear2 = nn.Linear(out_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear2(F.gelu(self.linear1(x)))
+        return self.linear2(linear_gelu(x, self.linear1))
 
 
 class SatMAEBackbone(nn.Module):

@@ -277,3 +277,21 @@ def test_bf16_precision(images: torch.Tensor) -> None:
     assert F.cosine_similarity(audio16, audio32).min() > 0.99
     with pytest.raises(ConfigError, match="reload"):
         model.set_precision("fp32")
+
+
+def test_fused_and_plain_kernels_agree(images: torch.Tensor) -> None:
+    from sat2sound_core.model import kernels
+
+    model = _model()
+    mels = torch.randn(1, 1001, 64, generator=torch.Generator().manual_seed(6))
+    try:
+        kernels.set_fused_linear(True)
+        fused_img = model.encode_image(images[:1], 1, META).embedding
+        fused_audio = model.encode_audio(mels).embedding
+        kernels.set_fused_linear(False)
+        plain_img = model.encode_image(images[:1], 1, META).embedding
+        plain_audio = model.encode_audio(mels).embedding
+    finally:
+        kernels.set_fused_linear(True)
+    assert torch.allclose(fused_img, plain_img, atol=1e-5)
+    assert torch.allclose(fused_audio, plain_audio, atol=1e-5)

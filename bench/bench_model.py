@@ -1,0 +1,129 @@
+"""Sat2Sound network throughput against this machine's GEMM peak, fp32 and bf16.
+
+One run measures: the fp32 and bf16 GEMM peak (large square ``torch.matmul``), image and audio
+embeddings per second at batch 1 and 16 in fp32 and bf16 with the full-size model (random weights;
+speed does not depend on the values), the FLOPs of one embedding (counted by
+``torch.utils.flop_counter``: matmuls, convolutions, attention) and the achieved fraction of peak.
+Targets (issue 3): fp32 ≥ 80 % of the fp32 GEMM peak at batch 16; bf16 ≥ 4× fp32 throughput and
+≥ 50 % of the bf16 GEMM peak. Usage: ``python -m bench model [--quick] [--device cuda]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from sat2sound_core.model import Metadata, ModelConfig, Sat2Sound
+
+META = Metadata(lat=38.63, lon=-90.2, hour=13, month=5, audio_source="yfcc", caption_source="meta")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn: Callable[[], object], device: torch.device, repeats: int, min_seconds: float) -> float:
+    """Best seconds per call over ``repeats`` timed calls (after one warm-up)."""
+    fn()
+    _sync(device)
+    best = float("inf")
+    start_all = time.perf_counter()
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+        if i >= 1 and time.perf_counter() - start_all > min_seconds:
+            break
+    return best
+
+
+def gemm_peak(dtype: torch.dtype, device: torch.device, sizes: tuple[int, ...], repeats: int) -> float:
+    """Best FLOP/s of ``torch.matmul`` over a few large square sizes."""
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        seconds = _time(lambda a=a, b=b: torch.matmul(a, b), device, repeats, 2.0)
+        best = max(best, 2 * n**3 / seconds)
+    return best
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call as counted by torch's flop counter (matmul/conv/attention)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def main(argv: list[str]) -> dict:
+    """Run the benchmark, print a table and return the numbers."""
+    parser = argparse.ArgumentParser(prog="bench model")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller GEMMs")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batches", default="1,16")
+    args, _ = parser.parse_known_args(argv)
+    device = torch.device(args.device)
+    repeats = 2 if args.quick else 4
+    sizes = (2048,) if args.quick else (2048, 3072, 4096)
+    batches = [int(b) for b in args.batches.split(",")]
+
+    peak = {p: gemm_peak(d, device, sizes, repeats)
+            for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    print(f"device {device}, threads {torch.get_num_threads()}; GEMM peak fp32 {peak['fp32'] / 1e9:.1f} "
+          f"GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
+
+    torch.manual_seed(0)
+    model = Sat2Sound(ModelConfig()).to(device)
+    gen = torch.Generator().manual_seed(0)
+    images = {b: torch.randn(b, 3, 224, 224, generator=gen).to(device) for b in batches}
+    mels = {b: (torch.randn(b, 1001, 64, generator=gen) * 10 - 40).to(device) for b in batches}
+    flops = {
+        "image": count_flops(lambda: model.encode_image(images[batches[0]][:1], 1, META)),
+        "audio": count_flops(lambda: model.encode_audio(mels[batches[0]][:1])),
+    }
+    rows = []
+    for precision in ("fp32", "bf16"):
+        model.set_precision(precision)
+        for kind in ("image", "audio"):
+            for b in batches:
+                if kind == "image":
+                    def run(b: int = b) -> object:
+                        return model.encode_image(images[b], 1, META)
+                else:
+                    def run(b: int = b) -> object:
+                        return model.encode_audio(mels[b])
+                seconds = _time(run, device, repeats, 20.0 if b > 1 else 5.0)
+                per_s = b / seconds
+                achieved = flops[kind] * per_s
+                rows.append({"precision": precision, "kind": kind, "batch": b, "seconds_per_batch": seconds,
+                             "embeddings_per_s": per_s, "gflop_per_embedding": flops[kind] / 1e9,
+                             "achieved_gflop_s": achieved / 1e9, "fraction_of_peak": achieved / peak[precision]})
+                print(f"{precision} {kind:5s} batch {b:2d}: {per_s:7.2f} emb/s  {achieved / 1e9:7.1f} GFLOP/s "
+                      f"= {100 * achieved / peak[precision]:5.1f}% of {precision} peak", flush=True)
+
+    def rate(p: str, k: str, b: int) -> float:
+        return next(r["embeddings_per_s"] for r in rows if (r["precision"], r["kind"], r["batch"]) == (p, k, b))
+
+    b = max(batches)
+    targets = {}
+    for kind in ("image", "audio"):
+        fp32_frac = next(r["fraction_of_peak"] for r in rows if (r["precision"], r["kind"], r["batch"]) == ("fp32", kind, b))
+        bf16_frac = next(r["fraction_of_peak"] for r in rows if (r["precision"], r["kind"], r["batch"]) == ("bf16", kind, b))
+        speedup = rate("bf16", kind, b) / rate("fp32", kind, b)
+        targets[kind] = {"fp32_fraction_of_peak": fp32_frac, "fp32_target_0.8_met": fp32_frac >= 0.8,
+                         "bf16_speedup": speedup, "bf16_speedup_target_4x_met": speedup >= 4.0,
+                         "bf16_fraction_of_peak": bf16_frac, "bf16_target_0.5_met": bf16_frac >= 0.5}
+        print(f"{kind} batch {b}: fp32 {100 * fp32_frac:.0f}% of peak (target 80%), bf16 {speedup:.2f}x fp32 "
+              f"(target 4x), bf16 {100 * bf16_frac:.0f}% of bf16 peak (target 50%)")
+    bf16_gemm_ratio = peak["bf16"] / peak["fp32"]
+    print(f"bf16/fp32 GEMM peak ratio on this machine: {bf16_gemm_ratio:.2f}")
+    return {"device": str(device), "threads": torch.get_num_threads(),
+            "gemm_peak_gflop_s": {k: v / 1e9 for k, v in peak.items()},
+            "bf16_over_fp32_gemm_peak": bf16_gemm_ratio,
+            "gflop_per_embedding": {k: v / 1e9 for k, v in flops.items()}, "rows": rows, "targets": targets}

@@ -1,0 +1,39 @@
+"""Fused CPU kernels used by the towers: Linear followed by exact GELU in one oneDNN call.
+
+On CPU, ``torch.ops.mkldnn._linear_pointwise`` applies the bias and the erf GELU inside the GEMM,
+saving two passes over the (often 4×-wide) hidden activations; elsewhere (CUDA, builds without
+oneDNN, or ``SAT2SOUND_FUSED_LINEAR=0``) the plain ``F.gelu(F.linear(...))`` runs. Both compute the
+same function (differences ~1e-6).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _fused_available() -> bool:
+    if os.environ.get("SAT2SOUND_FUSED_LINEAR", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+_FUSED = _fused_available()
+
+
+def set_fused_linear(enabled: bool) -> None:
+    """Turn the fused oneDNN path on or off for this process (tests compare both)."""
+    global _FUSED
+    _FUSED = enabled and _fused_available()
+
+
+def linear_gelu(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """``gelu(layer(x))`` with exact (erf) GELU; input cast to the weight's dtype."""
+    weight, bias = layer.weight, layer.bias
+    x = x.to(weight.dtype)
+    if _FUSED and x.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
+    return F.gelu(F.linear(x, weight, bias))
