@@ -27,7 +27,13 @@ def _concept_map(ss: Any, ctl: Any) -> Any:
 
 
 def render(ss: Any, ctl: Any) -> None:
-    """Concept groups of the whole chip, or of one clicked patch (row/column pickers)."""
+    """Concept groups of the whole chip, or of one clicked patch (row/column pickers).
+
+    Computed on request (or when the concept heatmap already made it), so clicks stay fast.
+    """
+    if (id(ss.result), "concept") not in ss.heatmaps and not st.toggle("Explore concepts", key="concept_on"):
+        st.caption("Turn on to list the chip's most activated soundscape concepts with gallery examples.")
+        return
     cm = _concept_map(ss, ctl)
     scope = st.radio("Scope", ("whole chip", "one patch"), horizontal=True, key="concept_scope")
     if scope == "one patch":

@@ -29,39 +29,49 @@ def current_heatmaps(ss: Any) -> list[Any]:
 
 
 def render(ss: Any, ctl: Any, heat: Any) -> None:
-    """Draw the download buttons (each builds its bytes when the tab is shown)."""
+    """Draw the download buttons. Files are built only when a button is pressed (Streamlit runs the
+    callable in its own thread), so drawing the tab costs nothing on every click."""
     stem = _stem(ss, ctl)
     heats = current_heatmaps(ss)
     concept = next((h for k, h in ss.heatmaps.items() if k[0] == id(ss.result) and k[1] == "concept"), None)
     context = {"lat": ss.point.lat, "lon": ss.point.lon, "scale": ctl.scale, "checkpoint": ctl.checkpoint,
                "provider": ctl.provider, "metadata": ctl.metadata()}
+    chip, metadata, checkpoint = ss.result.chip, ss.result.metadata, ss.result.checkpoint
     if heats or concept is not None:
-        data = export.geotiff_bytes(
-            heats, chip=ss.result.chip, concept_map=concept, checkpoint=ctl.checkpoint, scale=ctl.scale,
-            metadata=ctl.metadata(),
-        )
+
+        def tif() -> bytes:
+            return export.geotiff_bytes(
+                heats, chip=chip, concept_map=concept, checkpoint=checkpoint, scale=ctl.scale, metadata=metadata,
+                extra_tags={"provider_choice": ctl.provider},
+            )
+
         st.download_button(
             f"GeoTIFF ({len(heats)} heatmap band(s){' + concepts' if concept is not None else ''})",
-            data, file_name=f"{stem}.tif", mime="image/tiff", key="dl_tif",
+            tif, file_name=f"{stem}.tif", mime="image/tiff", key="dl_tif", on_click="ignore",
         )
     else:
         st.caption("Make a heatmap first (pick a kind in the sidebar); every heatmap becomes a GeoTIFF band.")
     shown = getattr(heat, "heatmap", None) if heat is not None and not hasattr(heat, "transform") else heat
     if shown is not None and hasattr(shown, "transform"):
-        png = export.heatmap_png_bytes(shown, base=getattr(ss.result.chip, "image", None))
+
+        def png() -> bytes:
+            return export.heatmap_png_bytes(shown, base=getattr(chip, "image", None))
+
         st.download_button("PNG of the heatmap on the chip", png, file_name=f"{stem}.png", mime="image/png",
-                           key="dl_png")
+                           key="dl_png", on_click="ignore")
     if ss.hits:
         st.download_button("Captions (CSV)", export.hits_csv_bytes(ss.hits), file_name=f"{stem}_captions.csv",
-                           mime="text/csv", key="dl_csv")
+                           mime="text/csv", key="dl_csv", on_click="ignore")
     for i, (key, audio) in enumerate(sorted(ss.synth_audio.items(), key=lambda kv: str(kv[0]))):
         samples, rate = audio_arrays(audio)
         kind, caption = key[0], key[-1]
         st.download_button(f"WAV: {kind} — {caption[:40]}", export.wav_bytes(samples, rate),
-                           file_name=f"{stem}_{kind}_{i}.wav", mime="audio/wav", key=f"dl_wav_{i}")
-        sidecar = {"caption": caption, "source": kind, "sample_rate": rate, **context}
+                           file_name=f"{stem}_{kind}_{i}.wav", mime="audio/wav", key=f"dl_wav_{i}", on_click="ignore")
+        extra = getattr(audio, "metadata", None) or {}
+        sidecar = {"caption": caption, "source": kind, "sample_rate": rate, **context, **extra}
         st.download_button(f"JSON sidecar {i}", json.dumps(sidecar, indent=2, default=str).encode(),
-                           file_name=f"{stem}_{kind}_{i}.json", mime="application/json", key=f"dl_json_{i}")
+                           file_name=f"{stem}_{kind}_{i}.json", mime="application/json", key=f"dl_json_{i}",
+                           on_click="ignore")
 
 
 def audio_arrays(audio: Any) -> tuple[Any, int]:

@@ -431,7 +431,10 @@ def _captions(ss: Any, ctl: Controls) -> None:
                     shared = resources.get_engine(ctl.checkpoint, ctl.precision, settings.device, settings.gallery)
                     with shared.use() as engine:
                         audio = engine.gallery_audio(hit)
-                    ss.synth_audio[("gallery", hit.rank, hit.caption)] = audio
+                    if audio is None:
+                        st.info("This gallery row has no audio.")
+                    else:
+                        ss.synth_audio[("gallery", hit.rank, hit.caption)] = audio
             if c2.button("Synthesise", key=f"synth_{hit.rank}", disabled=_synth_running(ss)):
                 _start_synthesis(ss, hit.caption)
             gal = ss.synth_audio.get(("gallery", hit.rank, hit.caption))
