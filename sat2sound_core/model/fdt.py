@@ -49,6 +49,7 @@ class QueryModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ln1, lin1, _, ln2, lin2 = self.q_map
+        assert isinstance(lin1, nn.Linear)
         return lin2(ln2(linear_gelu(ln1(x), lin1)))
 
 
