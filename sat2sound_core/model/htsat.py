@@ -71,6 +71,10 @@ class WindowAttention(nn.Module):
         self.relative_position_index: torch.Tensor
         self.register_buffer("relative_position_index", relative_position_index(window))
 
+    def reset_constants(self) -> None:
+        """Recompute the constant index buffer (after ``to_empty``)."""
+        self.relative_position_index.copy_(relative_position_index(self.window))
+
     def bias(self, mask: torch.Tensor | None) -> torch.Tensor:
         """(1 or nW, heads, N, N) float32 additive bias: relative positions (+ shift mask)."""
         n = self.window * self.window
@@ -113,7 +117,7 @@ class SwinBlock(nn.Module):
     def __init__(self, dim: int, heads: int, window: int, shift: int, side: int, mlp_ratio: int,
                  eps: float) -> None:
         super().__init__()
-        self.window, self.shift = window, shift
+        self.window, self.shift, self.side = window, shift, side
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = WindowAttention(dim, heads, window)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
@@ -123,6 +127,11 @@ class SwinBlock(nn.Module):
             self.register_buffer("attn_mask", shifted_window_mask(side, window, shift))
         else:
             self.attn_mask = None
+
+    def reset_constants(self) -> None:
+        """Recompute the constant shift-mask buffer (after ``to_empty``)."""
+        if self.attn_mask is not None:
+            self.attn_mask.copy_(shifted_window_mask(self.side, self.window, self.shift))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape

@@ -70,17 +70,33 @@ class Sat2Sound(nn.Module):
         rf"^{re.escape(_HTSAT)}\.layers\.3\.blocks\.1\.(mlp\.|attn_mask$|attn\.relative_position_)",
     )
 
-    def __init__(self, config: ModelConfig | None = None) -> None:
+    def __init__(self, config: ModelConfig | None = None, *, init: str = "random") -> None:
+        """``init="random"`` initialises parameters randomly (tests, benchmarks); ``"empty"`` skips
+        that (about a second for the full model) when weights are loaded right after; the constant
+        Swin buffers are computed either way."""
         super().__init__()
+        if init not in ("random", "empty"):
+            raise ConfigError(f"init must be 'random' or 'empty', got {init!r}")
         self.config = config or ModelConfig()
-        self.satmae_backbone = SatMAEBackbone(self.config)
-        self.sat_encoder = SatEncoder(self.config) if self.config.has_metadata else None
-        self.audio_encoder = AudioEncoder(self.config)
-        self.fdt = FDT(self.config)
+        if init == "empty":
+            with torch.device("meta"):
+                self._build()
+            self.to_empty(device="cpu")
+            for module in self.modules():
+                if hasattr(module, "reset_constants"):
+                    module.reset_constants()
+        else:
+            self._build()
         self._text_encoder: Any = None
         self._precision = "fp32"
         self.eval()
         self.requires_grad_(False)
+
+    def _build(self) -> None:
+        self.satmae_backbone = SatMAEBackbone(self.config)
+        self.sat_encoder = SatEncoder(self.config) if self.config.has_metadata else None
+        self.audio_encoder = AudioEncoder(self.config)
+        self.fdt = FDT(self.config)
 
     # ------------------------------------------------------------------ text encoder attachment
     @property

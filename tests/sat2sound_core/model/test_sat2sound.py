@@ -295,3 +295,16 @@ def test_fused_and_plain_kernels_agree(images: torch.Tensor) -> None:
         kernels.set_fused_linear(True)
     assert torch.allclose(fused_img, plain_img, atol=1e-5)
     assert torch.allclose(fused_audio, plain_audio, atol=1e-5)
+
+
+def test_empty_init_has_the_constants_and_loads() -> None:
+    source = _model()
+    empty = Sat2Sound(source.config, init="empty")
+    for key, value in empty.state_dict().items():
+        if key.endswith(("relative_position_index", "attn_mask")):
+            assert torch.equal(value, source.state_dict()[key]), key
+    empty.load_state_dict(source.state_dict(), strict=True)
+    images = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(empty.encode_image(images, 1, META).embedding, source.encode_image(images, 1, META).embedding)
+    with pytest.raises(ConfigError, match="init"):
+        Sat2Sound(source.config, init="zeros")
