@@ -83,8 +83,9 @@ class Sat2Sound(nn.Module):
                 self._build()
             self.to_empty(device="cpu")
             for module in self.modules():
-                if hasattr(module, "reset_constants"):
-                    module.reset_constants()
+                reset = getattr(type(module), "reset_constants", None)
+                if reset is not None:
+                    reset(module)
         else:
             self._build()
         self._text_encoder: Any = None
