@@ -9,6 +9,7 @@ value part of the last HTS-AT block's qkv). Every ``encode_*`` returns an :class
 from __future__ import annotations
 
 import contextlib
+import numbers
 import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -230,15 +231,19 @@ class Sat2Sound(nn.Module):
 
     def _scales(self, scales: int | Sequence[int], batch: int) -> list[int]:
         allowed = self.config.allowed_scales
-        if isinstance(scales, int | torch.Tensor) and not isinstance(scales, bool) and (
-                not isinstance(scales, torch.Tensor) or scales.ndim == 0):
-            values = [int(scales)] * batch
-        elif isinstance(scales, Sequence | torch.Tensor) and not isinstance(scales, str):
-            values = [int(s) for s in scales]
+
+        def one(value: object) -> int:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise InputError(f"scales must be an int or a list of ints, got {value!r}")
+            return int(value)
+
+        raw: object = scales.tolist() if hasattr(scales, "tolist") else scales  # tensors, numpy
+        if isinstance(raw, list | tuple):
+            values = [one(s) for s in raw]
             if len(values) != batch:
                 raise InputError(f"got {len(values)} scales for a batch of {batch} images")
         else:
-            raise InputError(f"scales must be an int or a list of ints, got {type(scales).__name__}")
+            values = [one(raw)] * batch
         bad = sorted({s for s in values if s not in allowed})
         if bad:
             raise InputError(

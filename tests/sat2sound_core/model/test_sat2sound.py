@@ -68,6 +68,8 @@ def test_encode_image_outputs(model: Sat2Sound, images: torch.Tensor) -> None:
         (torch.zeros(2, 3, 224, 224), 2, r"scale\(s\) \[2\].*use one of \[1, 3, 5\]"),
         (torch.zeros(2, 3, 224, 224), [1, 3, 5], "3 scales for a batch of 2"),
         (torch.zeros(2, 3, 224, 224), "1", "int or a list"),
+        (torch.zeros(2, 3, 224, 224), 1.5, "int or a list"),
+        (torch.zeros(2, 3, 224, 224), [1, True], "int or a list"),
     ],
 )
 def test_encode_image_rejects_bad_input(model: Sat2Sound, images: torch.Tensor, scales: object,
@@ -84,9 +86,13 @@ def test_scales_depend_on_sat_type() -> None:
 
 
 def test_single_image_without_batch_axis(model: Sat2Sound, images: torch.Tensor) -> None:
+    import numpy as np
+
     one = model.encode_image(images[0], 1, META)
     batch = model.encode_image(images[:1], [1], [META])
     assert torch.allclose(one.embedding, batch.embedding, atol=1e-6)
+    as_numpy = model.encode_image(images[:1], np.array([1]), [META])
+    assert torch.allclose(as_numpy.embedding, batch.embedding, atol=1e-6)
 
 
 def test_invalid_metadata_tokens_are_zero_and_not_keys(model: Sat2Sound, images: torch.Tensor) -> None:
