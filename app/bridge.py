@@ -40,10 +40,13 @@ def _family(checkpoint: str) -> str:
     return "bingmap"
 
 
+# Scales each imagery family was trained with (sat2sound_core.model.config.ALLOWED_SCALES; a test keeps
+# them equal). Kept here so drawing the page does not import torch before the map is shown.
+ALLOWED_SCALES: dict[str, tuple[int, ...]] = {"bingmap": (1, 3, 5), "sentinel": (1, 3, 5), "googleEarth": (1,)}
+
+
 def allowed_scales(checkpoint: str) -> list[int]:
     """Scales the checkpoint's family was trained with (SoundingEarth: 1 only)."""
-    from sat2sound_core.model.config import ALLOWED_SCALES
-
     return list(ALLOWED_SCALES.get(_family(checkpoint), (1, 3, 5)))
 
 

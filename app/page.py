@@ -194,10 +194,10 @@ def Path_name(path: str) -> str:  # noqa: N802 - tiny formatting helper
 # weights and galleries
 
 
-def _status_panel(ctl: Controls) -> None:
-    from app import status
+def _status_panel(box: Any, ctl: Controls) -> None:
+    with box, guard("Weights status"):
+        from app import status
 
-    with st.sidebar.expander("Weights and galleries", expanded=False), guard("Weights status"):
         status.render(ctl.checkpoint)
 
 
@@ -516,7 +516,7 @@ def render() -> None:
         st.stop()
     ss = _state()
     ctl = _sidebar(cfg)
-    _status_panel(ctl)
+    status_box = st.sidebar.expander("Weights and galleries", expanded=False)
     st.markdown("### Sat2Sound soundscape map")
     left, right = st.columns([3, 2], gap="medium")
     heat = None
@@ -533,3 +533,5 @@ def render() -> None:
             _draw_map(ss, cfg, ctl, heat)
     with right:
         _results(ss, ctl, heat)
+    # last, so the map is on screen before the panel's imports (torch via the checkpoint registry) run
+    _status_panel(status_box, ctl)

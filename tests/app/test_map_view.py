@@ -80,3 +80,12 @@ def test_legend_is_a_leaflet_control_with_the_range() -> None:
 @pytest.mark.parametrize(("span", "zoom"), [(180.0, 18), (900.0, 15), (12800.0, 12)])
 def test_zoom_for_span(span: float, zoom: int) -> None:
     assert map_view.zoom_for_span(span) == zoom
+
+
+def test_offered_scales_match_the_model_config() -> None:
+    from app import bridge
+    from sat2sound_core.model.config import ALLOWED_SCALES
+
+    assert bridge.ALLOWED_SCALES == ALLOWED_SCALES
+    assert bridge.allowed_scales("SoundingEarth_withmeta") == [1]
+    assert bridge.allowed_scales("sentinel_nometa") == [1, 3, 5]
