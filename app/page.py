@@ -472,14 +472,11 @@ def _synthesis_progress(ss: Any) -> None:
         bar = st.progress(job.fraction)
         if st.button("Cancel synthesis", key="synth_cancel"):
             job.cancel()
-        try:
-            while not job.finished:
-                bar.progress(job.fraction, text=job.message or "denoising…")
-                time.sleep(0.2)
-        finally:
-            # the user left (another button, closed tab): do not keep a CPU busy for nobody
-            if not job.finished:
-                job.cancel()
+        # Another click interrupts this loop (Streamlit reruns the page); the job keeps running and
+        # the next run picks it up again. Only "Cancel synthesis" stops it.
+        while not job.finished:
+            bar.progress(job.fraction, text=job.message or "denoising…")
+            time.sleep(0.2)
         st.rerun()
     ss.synth_job = None
     if isinstance(job.error, Cancelled) or job.token.cancelled:

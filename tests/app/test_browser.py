@@ -96,6 +96,12 @@ def test_click_listen_synthesise_upload_and_export(server: harness.StreamlitServ
             assert srcs2 != srcs
             harness.map_frame(page).locator(".sat2sound-legend", has_text="chirps.wav").wait_for(timeout=60_000)
 
+            # the same clip composed with a caption gives another map
+            _choose(page, "Heatmap", "Audio clip + caption")
+            srcs3 = harness.wait_new_overlay(page, srcs2, timeout_s=300)
+            assert srcs3 != srcs2
+            harness.map_frame(page).locator(".sat2sound-legend", has_text="audio +").wait_for(timeout=60_000)
+
             # the GeoTIFF holds both heatmaps, in EPSG:3857, around the click
             page.get_by_role("tab", name="Downloads").click()
             with page.expect_download(timeout=120_000) as info:
@@ -104,9 +110,9 @@ def test_click_listen_synthesise_upload_and_export(server: harness.StreamlitServ
             info.value.save_as(tif)
             with rasterio.open(tif) as ds:
                 assert ds.crs.to_epsg() == 3857
-                assert ds.count >= 2
+                assert ds.count >= 3  # text, audio clip and composed maps
                 descriptions = " | ".join(d or "" for d in ds.descriptions)
-                assert "chirps.wav" in descriptions
+                assert "chirps.wav" in descriptions and "audio + " in descriptions
                 west, south, east, north = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
                 assert west < lon < east and south < lat < north
                 assert ds.read(1).shape == (ds.height, ds.width)
