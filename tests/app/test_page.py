@@ -58,6 +58,14 @@ def test_search_box_analyses_the_point_and_lists_captions(app_env: dict[str, str
     (s, w), (n, e) = heat.overlay_bounds
     assert s < 45.0 < n and w < 7.0 < e
     assert heat.values.shape == (14, 14)
+    # ... and is exactly the active (scale 1) footprint the map draws
+    from app import bridge
+
+    footprints = bridge.footprints(result.chip, [1, 3, 5])
+    flat = [v for corner in footprints[1] for v in corner]
+    assert flat == pytest.approx([v for corner in heat.overlay_bounds for v in corner], abs=1e-9)
+    (s3, w3), (n3, e3) = footprints[3]
+    assert s3 < s and n < n3 and w3 < w and e < e3
 
 
 def test_same_point_is_not_reanalysed_but_rerun_button_and_scale_change_are(app_env: dict[str, str]) -> None:
