@@ -6,7 +6,7 @@ a 10-s clip, in fp32 and bf16, then extrapolates the seconds per 10-s clip at 50
 the whole run takes a few minutes on a small CPU. It also reports how far bf16 moves the velocity and
 the waveform from fp32, and how much a shorter (12-s) latent would save and change.
 
-Usage: ``python -m bench synthesis [--steps N] [--full-decode] [--t5] [--device cuda]``.
+Usage: ``python -m bench synthesis [--steps N] [--full-decode] [--t5] [--load [VOCAB_JSON]] [--device cuda]``.
 """
 
 from __future__ import annotations
@@ -117,12 +117,60 @@ def bench_t5(config: TangoFluxConfig, device: torch.device) -> dict[str, Any]:
     return {"t5_s": round(seconds, 3)}
 
 
+def bench_load(config: TangoFluxConfig, vocab: str | None) -> dict[str, Any]:
+    """Write random real-size weights in the official layout, then time ``load_synthesizer`` on them
+    (key checks included) and one guided step + a 1-s decode through the public API."""
+    import json
+    import resource
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from sat2sound_core.synthesis import load_synthesizer
+    from sat2sound_core.synthesis.components import TANGOFLUX_CONFIG
+
+    folder = Path(tempfile.mkdtemp(prefix="tangoflux-random-"))
+    try:
+        state: dict[str, torch.Tensor] = {}
+        t5 = build_t5(config)
+        for key, value in t5.state_dict().items():
+            if key != "encoder.embed_tokens.weight":  # tied; the released file stores only shared.weight
+                state["text_encoder." + key] = value.contiguous()
+        del t5
+        state.update({"transformer." + k: v.contiguous() for k, v in build_transformer(config).state_dict().items()})
+        state.update({k: v.contiguous() for k, v in ConditioningHeads(config).state_dict().items()})
+        save_file(state, str(folder / "tangoflux.safetensors"))
+        del state
+        save_file({k: v.contiguous() for k, v in build_vae(config).state_dict().items()}, str(folder / "vae.safetensors"))
+        (folder / "config.json").write_text(json.dumps(TANGOFLUX_CONFIG))
+        if vocab:
+            shutil.copy(vocab, folder / "vocab.json")  # no FLAN-T5 tokenizer offline: any vocabulary will do
+        gc.collect()
+        size = (folder / "tangoflux.safetensors").stat().st_size
+        start = time.perf_counter()
+        synth = load_synthesizer(folder, precision="fp32", cache=False)
+        load_s = time.perf_counter() - start
+        tokens = synth.tokenize("birds chirping near a river")
+        start = time.perf_counter()
+        synth.synthesize_from_tokens(tokens.input_ids, tokens.attention_mask, 1.0, 1, 4.5)
+        step_s = time.perf_counter() - start
+        return {"load_tangoflux_bytes": size, "load_s": round(load_s, 2), "load_one_step_1s_clip_s": round(step_s, 2),
+                "load_peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main(argv: list[str]) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="bench synthesis", description=__doc__)
     parser.add_argument("--steps", type=int, default=2, help="timed transformer steps per precision")
     parser.add_argument("--full-decode", action="store_true", help="also decode all 645 frames (slow on CPU)")
     parser.add_argument("--t5", action="store_true", help="also time the FLAN-T5-large encoder (random weights)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--load", metavar="VOCAB_JSON", nargs="?", const="", default=None,
+                        help="also write random real-size weights (4 GB in a temp dir) and time load_synthesizer "
+                             "+ one step; VOCAB_JSON: a vocab.json to tokenize with (e.g. the tiny reference's)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     config = TangoFluxConfig()  # the released sizes
@@ -141,6 +189,11 @@ def main(argv: list[str]) -> dict[str, Any]:
     if args.t5:
         result.update(bench_t5(config, device))
         t5_s = result["t5_s"]
+    if args.load is not None:
+        result.update(bench_load(config, args.load or None))
+        print(f"load_synthesizer on random real-size weights ({result['load_tangoflux_bytes']} B file): "
+              f"{result['load_s']} s; one guided step + 1-s decode: {result['load_one_step_1s_clip_s']} s; "
+              f"peak RSS {result['load_peak_rss_gib']} GiB")
     for name in ("fp32", "bf16"):
         for label, steps in (("50", 50), ("fast25", 25)):
             # the transformer in `name`; the decoder always fp32 (as the synthesiser runs it)
