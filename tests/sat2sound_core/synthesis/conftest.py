@@ -25,9 +25,10 @@ def golden(tangoflux_reference: Path) -> dict:
     return torch.load(reference_file(tangoflux_reference, "golden_tiny.pt"), weights_only=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
-    """One intra-op thread: the machine is shared and small, and 1 vs 2 threads differ only by ~1e-6."""
+    """One intra-op thread for each test here (restored after it, so other packages' tests are unaffected):
+    the CI machine is small and shared, and 1 vs 2 threads differ only by ~1e-6 (SYNTHESIS.md §6)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -35,7 +36,7 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def tiny_synth(tiny_dir: Path, one_thread: None):
+def tiny_synth(tiny_dir: Path):
     """The tiny model loaded once (fp32, CPU, no disk cache)."""
     from sat2sound_core.synthesis import load_synthesizer
 

@@ -216,7 +216,7 @@ def test_real_t5_key_is_the_shared_one(tmp_path):
     assert _t5_key(TangoFluxConfig(), loc, torch.device("cpu")) == "flan-t5-large|cpu|torch.float32"
 
 
-def test_load_synthesizer_end_to_end_from_a_loopback_hub(online_home, tiny_dir, monkeypatch, one_thread):
+def test_load_synthesizer_end_to_end_from_a_loopback_hub(online_home, tiny_dir, monkeypatch):
     """hf-hub source → download with progress → key checks → synthesis → cached clip under SAT2SOUND_HOME."""
     from sat2sound_core.synthesis import weights as weights_module
 
