@@ -73,7 +73,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """``"auto"`` → CUDA when available, else CPU; anything else as given (``"cpu"``, ``"cuda:1"``)."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device {device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:N' or 'auto'.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("CUDA was requested but no CUDA device is available; use device='cpu' or 'auto'.")
     return dev
@@ -101,7 +104,7 @@ def _precision_name(dtype: torch.dtype) -> str:
 def initial_noise(seed: int, frames: int = 645) -> torch.Tensor:
     """The official starting latent: ``manual_seed(seed); randn(1, 645, 64)`` on CPU; the first ``frames``."""
     g = torch.Generator().manual_seed(int(seed))
-    return torch.randn(1, 645 if frames <= 645 else frames, LATENT_CHANNELS, generator=g)[:, :frames]
+    return torch.randn(1, max(645, frames), LATENT_CHANNELS, generator=g)[:, :frames]
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,8 @@ def test_bf16_is_approximate_and_not_the_default(golden, tiny_dir):
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA"):
             resolve_device("cuda")
+    with pytest.raises(InputError, match="not a torch device"):
+        resolve_device("gpu please")
     synth = load_synthesizer(tiny_dir, precision="bf16", cache=False)
     assert synth.precision == "bf16" and next(synth.transformer.parameters()).dtype == torch.bfloat16
     case = golden["cases"][0]
