@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat2sound_core.model.config import ModelConfig
-from sat2sound_core.model.kernels import linear_gelu
+from sat2sound_core.model.kernels import Linear, linear, linear_gelu
 from sat2sound_core.model.metadata import MetadataBatch
 
 
@@ -34,8 +34,8 @@ class CyclicEmbed(nn.Module):
 
     def __init__(self, in_dim: int, hidden: int, dim: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(in_dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = Linear(in_dim, hidden)
+        self.fc2 = Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(linear_gelu(x, self.fc1))
@@ -87,13 +87,13 @@ class FuserSelfAttention(nn.Module):
         self.heads = heads
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
-        self.out_proj = nn.Linear(dim, dim)
+        self.out_proj = Linear(dim, dim)
         nn.init.xavier_uniform_(self.in_proj_weight)
 
     def forward(self, x: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor:
         """``key_valid`` (B, N) bool, or None when every position is a key."""
         b, n, c = x.shape
-        qkv = F.linear(x.to(self.in_proj_weight.dtype), self.in_proj_weight, self.in_proj_bias)
+        qkv = linear(x, self.in_proj_weight, self.in_proj_bias)
         qkv = qkv.reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         mask = None if key_valid is None else key_valid[:, None, None, :]
         out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)
@@ -106,8 +106,8 @@ class FuserLayer(nn.Module):
     def __init__(self, dim: int, heads: int, ffn_dim: int, eps: float) -> None:
         super().__init__()
         self.self_attn = FuserSelfAttention(dim, heads)
-        self.linear1 = nn.Linear(dim, ffn_dim)
-        self.linear2 = nn.Linear(ffn_dim, dim)
+        self.linear1 = Linear(dim, ffn_dim)
+        self.linear2 = Linear(ffn_dim, dim)
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat2sound_core.model.config import ModelConfig
-from sat2sound_core.model.kernels import linear_gelu
+from sat2sound_core.model.kernels import Linear, linear, linear_gelu
 
 
 def relative_position_index(window: int) -> torch.Tensor:
@@ -44,18 +44,20 @@ def shifted_window_mask(side: int, window: int, shift: int) -> torch.Tensor:
     return torch.where(diff != 0, -100.0, 0.0).to(torch.float32)
 
 
-def _partition(x: torch.Tensor, window: int) -> torch.Tensor:
-    """(B,H,W,C) → (B, nW, w², C), windows row-major, tokens row-major inside a window."""
-    b, h, w, c = x.shape
-    x = x.reshape(b, h // window, window, w // window, window, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, (h // window) * (w // window), window * window, c)
+def window_order(side: int, window: int, shift: int) -> torch.Tensor:
+    """(side²,) int64: for each position of the shifted, window-partitioned sequence, the row-major
+    index of the map position it comes from.
 
-
-def _reverse(x: torch.Tensor, window: int, h: int, w: int) -> torch.Tensor:
-    """Inverse of :func:`_partition`."""
-    b, _, _, c = x.shape
-    x = x.reshape(b, h // window, w // window, window, window, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, h, w, c)
+    Rolling the map by ``-shift`` and cutting it into windows (row-major windows, row-major tokens
+    inside a window) is this one permutation, so a single ``index_select`` replaces roll + reshape +
+    permute (and ``argsort`` of it undoes them).
+    """
+    per_side = side // window
+    wr, wc, r, c = torch.meshgrid(torch.arange(per_side), torch.arange(per_side), torch.arange(window),
+                                  torch.arange(window), indexing="ij")
+    rows = (wr * window + r + shift) % side
+    cols = (wc * window + c + shift) % side
+    return (rows * side + cols).reshape(-1)
 
 
 class WindowAttention(nn.Module):
@@ -65,8 +67,8 @@ class WindowAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.window = window
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, dim * 3)
+        self.proj = Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
         self.relative_position_index: torch.Tensor
         self.register_buffer("relative_position_index", relative_position_index(window))
@@ -104,8 +106,8 @@ class SwinMlp(nn.Module):
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = Linear(dim, hidden)
+        self.fc2 = Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(linear_gelu(x, self.fc1))
@@ -127,20 +129,27 @@ class SwinBlock(nn.Module):
             self.register_buffer("attn_mask", shifted_window_mask(side, window, shift))
         else:
             self.attn_mask = None
+        self.order: torch.Tensor
+        self.inverse_order: torch.Tensor
+        order = window_order(side, window, shift)
+        self.register_buffer("order", order, persistent=False)
+        self.register_buffer("inverse_order", torch.argsort(order), persistent=False)
 
     def reset_constants(self) -> None:
-        """Recompute the constant shift-mask buffer (after ``to_empty``)."""
+        """Recompute the constant buffers (after ``to_empty``)."""
         if self.attn_mask is not None:
             self.attn_mask.copy_(shifted_window_mask(self.side, self.window, self.shift))
+        order = window_order(self.side, self.window, self.shift)
+        self.order.copy_(order)
+        self.inverse_order.copy_(torch.argsort(order))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
-        y = self.norm1(x)
-        if self.shift:
-            y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
-        y = _reverse(self.attn(_partition(y, self.window), self.attn_mask), self.window, h, w)
-        if self.shift:
-            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
+        n = self.window * self.window
+        y = self.norm1(x).reshape(b, h * w, c)
+        windows = y.index_select(1, self.order).reshape(b, (h * w) // n, n, c)  # roll + partition
+        y = self.attn(windows, self.attn_mask).reshape(b, h * w, -1)
+        y = y.index_select(1, self.inverse_order).reshape(b, h, w, c)  # reverse + roll back
         x = x + y
         return x + self.mlp(self.norm2(x))
 
@@ -150,8 +159,8 @@ class ValueProjection(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.v_proj = nn.Linear(dim, dim)
-        self.proj = nn.Linear(dim, dim)
+        self.v_proj = Linear(dim, dim)
+        self.proj = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # no attention mixing: window partition/shift are token permutations that cancel out
@@ -178,11 +187,11 @@ class PatchMerging(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(4 * dim, eps=eps)
-        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.reduction = Linear(4 * dim, 2 * dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
-        return self.reduction(self.norm(x))
+        return self.reduction(self.norm(x)).float()  # keep the residual stream float32
 
 
 class SwinStage(nn.Module):
@@ -227,8 +236,8 @@ class HTSATPatchEmbed(nn.Module):
         p, g = self.patch, img.shape[-1] // self.patch
         patches = img.reshape(b, g, p, g, p).permute(0, 1, 3, 2, 4).reshape(b, g, g, p * p)
         weight = self.proj.weight.reshape(self.proj.out_channels, -1)
-        x = F.linear(patches.to(weight.dtype), weight, self.proj.bias)
-        return self.norm(x)
+        x = linear(patches, weight, self.proj.bias)
+        return self.norm(x.float())
 
 
 class FrozenBatchNorm(nn.Module):

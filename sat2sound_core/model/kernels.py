@@ -37,3 +37,19 @@ def linear_gelu(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     if _FUSED and x.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
     return F.gelu(F.linear(x, weight, bias))
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` with the input cast to the weight's dtype; on CPU the bias is
+    applied inside the oneDNN GEMM instead of being copied into the output first (``addmm``)."""
+    x = x.to(weight.dtype)
+    if _FUSED and x.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters and state_dict) whose forward uses :func:`linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat2sound_core.model.config import GSD, ModelConfig
-from sat2sound_core.model.kernels import linear_gelu
+from sat2sound_core.model.kernels import Linear, linear, linear_gelu
 
 
 def ground_resolution(scales: list[int], sat_type: str, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -54,8 +54,8 @@ class Attention(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, dim * 3)
+        self.proj = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
@@ -69,8 +69,8 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = Linear(dim, hidden)
+        self.fc2 = Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(linear_gelu(x, self.fc1))
@@ -106,7 +106,7 @@ class PatchEmbed(nn.Module):
         patches = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
         patches = patches.reshape(b, (h // p) * (w // p), c * p * p)
         weight = self.proj.weight.reshape(self.proj.out_channels, -1)
-        return F.linear(patches.to(weight.dtype), weight, self.proj.bias)
+        return linear(patches, weight, self.proj.bias)
 
 
 class SatViT(nn.Module):
@@ -136,8 +136,8 @@ class Projector(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int) -> None:
         super().__init__()
-        self.linear1 = nn.Linear(in_dim, out_dim)
-        self.linear2 = nn.Linear(out_dim, out_dim)
+        self.linear1 = Linear(in_dim, out_dim)
+        self.linear2 = Linear(out_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear2(linear_gelu(x, self.linear1))
