@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -105,7 +106,6 @@ def _state() -> Any:
         ("heatmaps", {}),
         ("synth_job", None),
         ("synth_audio", {}),
-        ("view", None),
     ):
         if key not in ss:
             ss[key] = default
@@ -127,7 +127,7 @@ def _sidebar(cfg: app_config.AppConfig) -> Controls:
         "Checkpoint",
         names,
         index=names.index(default_ckpt),
-        format_func=lambda n: n if n in app_config.CHECKPOINTS else f"{Path_name(n)} (local file)",
+        format_func=lambda n: n if n in app_config.CHECKPOINTS else f"{Path(n).name} (local file)",
         key="ctl_checkpoint",
     )
     sb.caption(app_config.CHECKPOINTS.get(checkpoint, "A local checkpoint file (SAT2SOUND_APP_CHECKPOINT)."))
@@ -135,7 +135,7 @@ def _sidebar(cfg: app_config.AppConfig) -> Controls:
         "Precision",
         ("auto", "fp32", "bf16"),
         index=("auto", "fp32", "bf16").index(get_settings().precision),
-        help="auto: bf16 where the CPU/GPU supports it fast, else fp32. bf16 is ~2x faster on recent CPUs.",
+        help="auto: bf16 on CPUs with AVX512-BF16/AMX and on GPUs that support it, else fp32.",
         key="ctl_precision",
     )
 
@@ -184,12 +184,6 @@ def _sidebar(cfg: app_config.AppConfig) -> Controls:
     )
 
 
-def Path_name(path: str) -> str:  # noqa: N802 - tiny formatting helper
-    from pathlib import Path
-
-    return Path(path).name
-
-
 # ------------------------------------------------------------------------------------------------
 # weights and galleries
 
@@ -235,9 +229,10 @@ def _analyze(ss: Any, cfg: app_config.AppConfig, ctl: Controls) -> None:
         point = ss.point  # scale/checkpoint/metadata changed: redo the stored click
     ss.pending = None
     if point is None:
+        if ss.result is not None and len(ss.hits) != ctl.top_k:
+            _retrieve(ss, ctl)  # only the number of captions changed
         return
     ss.point = point
-    ss.view = None
     key = ctl.analysis_key(point)
     if key == ss.result_key and ss.result is not None:
         return
@@ -256,11 +251,20 @@ def _analyze(ss: Any, cfg: app_config.AppConfig, ctl: Controls) -> None:
         ss.result, ss.result_key = result, key
         ss.heatmaps, ss.hits = {}, []
         log.info("analysed %s in %.2f s", point.label(), time.perf_counter() - t0)
-        with shared.use():
-            ss.hits = list(result.retrieve(ctl.top_k))
+        _retrieve(ss, ctl)
     if ss.result_key != key:
         ss.result = None  # failed: do not keep showing an older place's result
         ss.result_key = None
+
+
+def _retrieve(ss: Any, ctl: Controls) -> None:
+    """Top-k gallery captions of the current result (the gallery may be missing: say so, keep the map)."""
+    settings = get_settings()
+    ss.hits = []
+    with guard("Retrieving captions"):
+        shared = resources.get_engine(ctl.checkpoint, ctl.precision, settings.device, settings.gallery)
+        with shared.use():
+            ss.hits = list(ss.result.retrieve(ctl.top_k))
 
 
 # ------------------------------------------------------------------------------------------------

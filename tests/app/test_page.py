@@ -81,6 +81,9 @@ def test_same_point_is_not_reanalysed_but_rerun_button_and_scale_change_are(app_
     next(b for b in at.button if b.label.startswith("Re-run")).click()
     at.run()
     assert at.session_state["result"].scale == 3 and not _errors(at)
+    at.number_input(key="ctl_topk").set_value(3).run()
+    assert [h.rank for h in at.session_state["hits"]] == [1, 2, 3]
+    assert at.session_state["result"].scale == 3
 
 
 def test_bad_coordinates_give_a_short_message_with_the_format(app_env: dict[str, str]) -> None:
@@ -150,3 +153,20 @@ def test_two_sessions_at_once_get_their_own_results(app_env: dict[str, str]) -> 
     assert (out["a"].lat, out["a"].lon) == (45.003, 7.0)
     assert (out["b"].lat, out["b"].lon) == (44.99, 7.01)
     assert out["a"].chip.lonlat_bounds != out["b"].chip.lonlat_bounds
+
+
+def test_missing_gallery_keeps_the_heatmap_and_says_what_to_do(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SAT2SOUND_GALLERY", str(tmp_path / "absent.h5"))
+    from sat2sound_core.settings import get_settings
+
+    get_settings.cache_clear()
+    at = _go(_app(), "45.0, 7.0")
+    assert at.session_state["result"] is not None
+    assert any(k[1] == "text" for k in at.session_state["heatmaps"])  # the map still gets its overlay
+    errors = _errors(at)
+    assert len(errors) == 1 and errors[0].startswith("Retrieving captions:") and "absent.h5" in errors[0]
+    # fewer captions requested: retrieval is retried, the result is kept
+    at.number_input(key="ctl_topk").set_value(3).run()
+    assert at.session_state["result"] is not None and not at.exception
