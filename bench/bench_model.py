@@ -44,19 +44,45 @@ def _time(fn: Callable[[], object], device: torch.device, repeats: int, min_seco
 
 
 def gemm_peak(dtype: torch.dtype, device: torch.device, sizes: tuple[int, ...], repeats: int) -> float:
-    """Best FLOP/s of ``torch.matmul`` over a few large square sizes."""
+    """Best FLOP/s over a few large square sizes of ``torch.matmul`` and, on CPU, of the oneDNN
+    linear kernel the model uses (whichever library is faster on this machine sets the peak)."""
     best = 0.0
+    onednn = device.type == "cpu" and hasattr(torch.ops.mkldnn, "_linear_pointwise")
     for n in sizes:
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
         seconds = _time(lambda a=a, b=b: torch.matmul(a, b), device, repeats, 2.0)
         best = max(best, 2 * n**3 / seconds)
+        if onednn:
+            seconds = _time(lambda a=a, b=b: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], ""),
+                            device, repeats, 2.0)
+            best = max(best, 2 * n**3 / seconds)
     return best
 
 
+def _linear_flops(x_shape: tuple[int, ...], w_shape: tuple[int, ...], *args: object, **kwargs: object) -> int:
+    rows = 1
+    for d in x_shape[:-1]:
+        rows *= d
+    return 2 * rows * w_shape[0] * w_shape[1]
+
+
+def _sdpa_flops(q_shape: tuple[int, ...], k_shape: tuple[int, ...], v_shape: tuple[int, ...],
+                *args: object, **kwargs: object) -> int:
+    *batch, length, dim = q_shape
+    n = 1
+    for d in batch:
+        n *= d
+    return 2 * n * length * k_shape[-2] * dim + 2 * n * length * k_shape[-2] * v_shape[-1]
+
+
 def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of one call as counted by torch's flop counter (matmul/conv/attention)."""
-    with FlopCounterMode(display=False) as counter:
+    """FLOPs of one call: torch's flop counter plus the CPU kernels it does not know (oneDNN linear,
+    CPU flash attention)."""
+    custom = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
+    if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        custom[torch.ops.mkldnn._linear_pointwise] = _linear_flops
+    with FlopCounterMode(display=False, custom_mapping=custom) as counter:
         fn()
     return int(counter.get_total_flops())
 

@@ -15,6 +15,7 @@ from sat2sound_core.model.htsat import (
     ValuePathBlock,
     relative_position_index,
     shifted_window_mask,
+    window_order,
 )
 from tests.conftest import reference_file
 
@@ -33,6 +34,20 @@ def test_swin_constants_match_the_reference_generator(sat2sound_reference: Path)
     for side in (64, 32, 16):
         n_windows = (side // 8) ** 2
         assert torch.equal(shifted_window_mask(side, 8, 4), mw.swin_shift_mask(n_windows, 64)), side
+
+
+def test_window_order_is_roll_then_partition() -> None:
+    side, window, c = 16, 4, 3
+    x = torch.randn(2, side, side, c)
+    for shift in (0, 2):
+        rolled = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+        per = side // window
+        expect = rolled.reshape(2, per, window, per, window, c).permute(0, 1, 3, 2, 4, 5).reshape(2, -1, c)
+        order = window_order(side, window, shift)
+        got = x.reshape(2, -1, c).index_select(1, order)
+        assert torch.equal(got, expect), shift
+        back = got.index_select(1, torch.argsort(order)).reshape(2, side, side, c)
+        assert torch.equal(back, x)
 
 
 def test_relative_position_index_formula() -> None:
