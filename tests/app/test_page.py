@@ -170,3 +170,21 @@ def test_missing_gallery_keeps_the_heatmap_and_says_what_to_do(
     # fewer captions requested: retrieval is retried, the result is kept
     at.number_input(key="ctl_topk").set_value(3).run()
     assert at.session_state["result"] is not None and not at.exception
+
+
+def test_gallery_audio_and_synthesis_land_in_the_session(app_env: dict[str, str]) -> None:
+    at = _go(_app(), "45.0, 7.0")
+    hits = at.session_state["hits"]
+    with_audio = next(h for h in hits if h.has_audio)
+    at.button(key=f"play_{with_audio.rank}").click().run()
+    assert not at.exception and _errors(at) == []
+    samples, rate = at.session_state["synth_audio"][("gallery", with_audio.rank, with_audio.caption)]
+    assert rate == 44100 and len(samples) == 44100  # the gallery's 1-s pre-synthesised tone
+    assert len(at.get("audio")) == 1
+
+    at.button(key="synth_1").click().run()
+    assert not at.exception and _errors(at) == []
+    clip = at.session_state["synth_audio"][("synth", hits[0].caption)]
+    assert clip.sample_rate > 0 and clip.samples.shape[-1] > 0
+    assert at.session_state["synth_job"] is None
+    assert len(at.get("audio")) == 2
