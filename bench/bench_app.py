@@ -11,7 +11,7 @@ and measures
   untimed click first loads it).
 
 Options: ``--precision auto|fp32|bf16`` (default bf16), ``--clicks N``, ``--kind`` (heatmap kind
-shown while clicking: concept, text, ...; default concept). Targets (issue 7): overlay <= 1 s p50 in
+shown while clicking: text, concept, ...; default text, the app's default). Targets (issue 7): overlay <= 1 s p50 in
 bf16 with the full-size model on this CPU, first paint <= 3 s. Numbers depend on machine load.
 """
 
@@ -40,7 +40,7 @@ def main(argv: list[str]) -> dict:
     ap = argparse.ArgumentParser(prog="bench_app", description=__doc__.splitlines()[0])
     ap.add_argument("--precision", default="bf16", choices=("auto", "fp32", "bf16"))
     ap.add_argument("--clicks", type=int, default=20)
-    ap.add_argument("--kind", default="concept")
+    ap.add_argument("--kind", default="text")
     args, _ = ap.parse_known_args(argv)
 
     from tests.app import fixtures, harness
