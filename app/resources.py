@@ -54,9 +54,12 @@ def get_engine(checkpoint: str, precision: str, device: str, gallery: str) -> Sh
 
 
 @st.cache_resource(show_spinner="Loading TangoFlux (once per process)…", max_entries=1)
-def get_synthesizer(source: str, device: str, precision: str) -> Shared:
-    """The TangoFlux synthesiser for ``source`` (HF repo id or local folder), built once per process."""
+def get_synthesizer(source: str, device: str, precision: str, _progress: Callable[..., None] | None = None) -> Shared:
+    """The TangoFlux synthesiser for ``source`` (HF repo id or local folder), built once per process.
+
+    ``_progress`` (not part of the cache key) reports the download when the weights are fetched.
+    """
     from sat2sound_core.synthesis import load_synthesizer
 
-    synth = load_synthesizer(source, device=device, precision=precision)
+    synth = load_synthesizer(source, device=device, precision=precision, progress=_progress)
     return Shared(synth)

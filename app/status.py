@@ -72,6 +72,15 @@ def items(checkpoint: str) -> list[Item]:
             None if gallery is not None else "gallery",
         )
     )
+    out.append(
+        Item(
+            "FLAN-T5-large text encoder",
+            "text, word and composed heatmaps",
+            _t5_path(),
+            1_365_000_000,
+            "t5",
+        )
+    )
     tango = Path(settings.tangoflux).expanduser()
     out.append(
         Item(
@@ -79,10 +88,21 @@ def items(checkpoint: str) -> list[Item]:
             "the 'Synthesise' buttons",
             tango if tango.is_dir() else None,
             3_000_000_000,
-            None,
+            "tangoflux",
         )
     )
     return out
+
+
+def _t5_path() -> Path | None:
+    from sat2sound_core.errors import Sat2SoundError
+    from sat2sound_core.model.text import locate_encoder_weights
+
+    try:
+        weights, _ = locate_encoder_weights(download=False)
+    except Sat2SoundError:
+        return None
+    return Path(weights.path)
 
 
 def _cached_gallery() -> Path | None:
@@ -127,6 +147,15 @@ def _download(item: Item) -> None:
         from sat2sound_core.gallery import official_gallery_path
 
         path = official_gallery_path(progress=progress)
+    elif item.download == "t5":
+        from sat2sound_core.model.text import download_encoder, t5_dir
+
+        path = download_encoder(t5_dir(), progress=progress)
+    elif item.download == "tangoflux":
+        from app import resources
+
+        resources.get_synthesizer(settings.tangoflux, settings.device, settings.precision, _progress=progress)
+        path = settings.tangoflux
     else:
         from sat2sound_core.model.checkpoints import fetch
         from sat2sound_core.model.registry import resolve_source

@@ -26,6 +26,11 @@ def test_items_report_present_and_missing(product_home: Path, monkeypatch: pytes
     assert ckpt.approx_bytes and ckpt.approx_bytes > 500e6
     assert by_name["retrieval gallery"].path is None and by_name["retrieval gallery"].download == "gallery"
     assert by_name["TangoFlux (non-commercial licence)"].path == tango
+    t5 = by_name["FLAN-T5-large text encoder"]
+    assert t5.path is None and t5.download == "t5"
+    (weights / "flan-t5-large").mkdir()
+    (weights / "flan-t5-large" / "encoder.safetensors").write_bytes(b"x")
+    assert status._t5_path() == weights / "flan-t5-large" / "encoder.safetensors"
 
     other = {i.name: i for i in status.items("sentinel_nometa")}["checkpoint sentinel_nometa"]
     assert other.path is None and other.download == "sentinel_nometa"
