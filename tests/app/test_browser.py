@@ -138,3 +138,27 @@ def _readme_screenshot(page) -> None:  # type: ignore[no-untyped-def]
     img.thumbnail((900, 900))
     # plain RGB: palette quantisation posterises the heatmap gradients
     img.save(harness.REPO / "assets" / "screenshot.png", optimize=True)
+
+
+def test_two_browser_sessions_clicking_at_once_get_their_own_places(server: harness.StreamlitServer) -> None:
+    with harness.browser() as b:
+        pages = [b.new_context(viewport={"width": 1400, "height": 1000}).new_page() for _ in range(2)]
+        try:
+            for page in pages:
+                page.goto(server.url)
+            for page in pages:
+                harness.wait_map_painted(page, timeout_ms=120_000)
+            # both clicks go out before either result comes back
+            harness.click_map(pages[0], -120, 80)
+            harness.click_map(pages[1], 120, -80)
+            for page in pages:
+                harness.wait_new_overlay(page, [], timeout_s=300)
+            (lat0, lon0), (lat1, lon1) = (_point(p) for p in pages)
+            # the map opens at 45.0, 7.0: left/down of centre is west/south, right/up is east/north
+            assert lon0 < 7.0 < lon1 and lat0 < 45.0 < lat1
+            # each page's overlay is its own (different chips give different maps)
+            assert harness.overlay_srcs(pages[0]) != harness.overlay_srcs(pages[1])
+        except BaseException:
+            for i, page in enumerate(pages):
+                harness.screenshot(page, f"test_browser_two_sessions_{i}")
+            raise
