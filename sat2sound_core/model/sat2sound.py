@@ -91,6 +91,7 @@ class Sat2Sound(nn.Module):
             self._build()
         self._text_encoder: Any = None
         self._precision = "fp32"
+        self.register_load_state_dict_post_hook(self._refresh_score_codebook)
         self.eval()
         self.requires_grad_(False)
 
@@ -199,15 +200,14 @@ class Sat2Sound(nn.Module):
         self._precision = "bf16"
         return self
 
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
+    def _refresh_score_codebook(self, *_: Any) -> None:
+        # the bf16 copy of the codebook follows loads and device moves of the float32 master
         if self.fdt.score_codebook is not None:
             self.fdt.score_codebook = self.fdt.space_dict.detach().to(torch.bfloat16)
 
-    def _apply(self, fn: Any, recurse: bool = True) -> Sat2Sound:  # .to(device) moves the bf16 copy too
+    def _apply(self, fn: Any, recurse: bool = True) -> Sat2Sound:
         super()._apply(fn, recurse)
-        if self.fdt.score_codebook is not None:
-            self.fdt.score_codebook = self.fdt.space_dict.detach().to(torch.bfloat16)
+        self._refresh_score_codebook()
         return self
 
     @contextlib.contextmanager

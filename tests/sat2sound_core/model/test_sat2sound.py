@@ -283,6 +283,13 @@ def test_bf16_precision(images: torch.Tensor) -> None:
     assert F.cosine_similarity(audio16, audio32).min() > 0.99
     with pytest.raises(ConfigError, match="reload"):
         model.set_precision("fp32")
+    # the bf16 scoring copy of the codebook follows a new weight load
+    fresh = _model(name="fresh")
+    with torch.no_grad():
+        fresh.fdt.space_dict.mul_(-1)
+    model.load_state_dict(fresh.state_dict())
+    assert model.fdt.score_codebook is not None
+    assert torch.equal(model.fdt.score_codebook, fresh.fdt.space_dict.to(torch.bfloat16))
 
 
 def test_fused_and_plain_kernels_agree(images: torch.Tensor) -> None:
