@@ -8,6 +8,7 @@ session's state; every number comes from :mod:`sat2sound_core` (engine, export, 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,15 @@ import streamlit as st  # noqa: E402
 
 from app import page  # noqa: E402
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+_level = os.environ.get("SAT2SOUND_LOG_LEVEL", "INFO").strip().upper()
+logging.basicConfig(
+    level=_level if _level in logging.getLevelNamesMapping() else "INFO",
+    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+)
 
 st.set_page_config(page_title="Sat2Sound soundscape map", layout="wide")
-page.render()
+try:
+    page.render()
+except Exception as exc:  # noqa: BLE001 - last line of defence: a short message, the traceback goes to the log
+    logging.getLogger("app").exception("page failed")
+    st.error(f"Something went wrong ({type(exc).__name__}: {exc}). Reload the page; the server log has details.")
