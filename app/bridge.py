@@ -152,7 +152,7 @@ def chip_caption(chip: Any) -> str:
 
 
 def play(audio: Any, label: str) -> None:
-    """An audio player for a (samples, rate) pair or an object with samples/waveform and sample_rate."""
+    """An audio player for a gallery clip ((samples, rate)) or a synthesised ``Audio``."""
     from app.downloads import audio_arrays
     from sat2sound_core import export
 

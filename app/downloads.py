@@ -75,12 +75,7 @@ def render(ss: Any, ctl: Any, heat: Any) -> None:
 
 
 def audio_arrays(audio: Any) -> tuple[Any, int]:
-    """(samples, rate) of a (samples, rate) pair or an object with samples/waveform and sample_rate."""
+    """(samples, rate) of a gallery clip (a (samples, rate) pair) or a synthesised ``Audio``."""
     if isinstance(audio, tuple):
         return audio[0], int(audio[1])
-    samples = getattr(audio, "samples", None)
-    if samples is None:
-        samples = audio.waveform
-    if hasattr(samples, "detach"):
-        samples = samples.detach().cpu().float().numpy()
-    return samples, int(audio.sample_rate)
+    return audio.samples, int(audio.sample_rate)
