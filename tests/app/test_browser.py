@@ -48,7 +48,11 @@ def _choose(page, label: str, option: str) -> None:  # type: ignore[no-untyped-d
 
 
 def test_click_listen_synthesise_upload_and_export(server: harness.StreamlitServer, tmp_path: Path) -> None:
+    import csv
+    import json
+
     import rasterio
+    import soundfile as sf
     from rasterio.warp import transform_bounds
 
     external: list[str] = []
@@ -103,7 +107,7 @@ def test_click_listen_synthesise_upload_and_export(server: harness.StreamlitServ
             harness.map_frame(page).locator(".sat2sound-legend", has_text="audio +").wait_for(timeout=60_000)
 
             # the GeoTIFF holds both heatmaps, in EPSG:3857, around the click
-            page.get_by_role("tab", name="Downloads").click()
+            _open_tab(page, "Downloads", page.get_by_role("button", name=re.compile("GeoTIFF")))
             with page.expect_download(timeout=120_000) as info:
                 page.get_by_role("button", name=re.compile("GeoTIFF")).click()
             tif = tmp_path / "heatmaps.tif"
@@ -117,6 +121,21 @@ def test_click_listen_synthesise_upload_and_export(server: harness.StreamlitServ
                 assert west < lon < east and south < lat < north
                 assert ds.read(1).shape == (ds.height, ds.width)
 
+            # the other downloads: captions CSV, the synthesised WAV and its JSON sidecar, the PNG
+            got = {}
+            for name, pattern in (("csv", "Captions (CSV)"), ("wav", "WAV: synth"), ("json", "JSON sidecar"),
+                                  ("png", "PNG of the heatmap")):
+                with page.expect_download(timeout=120_000) as info:
+                    page.get_by_role("button", name=re.compile(re.escape(pattern))).first.click()
+                got[name] = tmp_path / info.value.suggested_filename
+                info.value.save_as(got[name])
+            rows = list(csv.DictReader(got["csv"].open()))
+            assert len(rows) == 8 and rows[0]["rank"] == "1" and float(rows[0]["score"]) >= float(rows[1]["score"])
+            samples, rate = sf.read(got["wav"])
+            assert rate > 0 and len(samples) > 0
+            assert json.loads(got["json"].read_text())["lat"] == pytest.approx(lat, abs=1e-6)
+            assert got["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
             assert not external, f"requests left the machine: {external[:5]}"
             if os.environ.get("SAT2SOUND_UPDATE_SCREENSHOT"):
                 _readme_screenshot(page)
@@ -124,6 +143,18 @@ def test_click_listen_synthesise_upload_and_export(server: harness.StreamlitServ
             harness.screenshot(page, "test_browser_failure")
             (harness.ARTIFACTS / "test_browser_server.log").write_text(server.log_tail(200))
             raise
+
+
+def _open_tab(page, name: str, expect, attempts: int = 5) -> None:  # type: ignore[no-untyped-def]
+    """Click a results tab until ``expect`` shows (a rerun that is still arriving can redraw the tabs)."""
+    for _ in range(attempts):
+        page.get_by_role("tab", name=name).click()
+        try:
+            expect.first.wait_for(timeout=10_000)
+            return
+        except Exception:  # noqa: BLE001 - retried
+            page.wait_for_timeout(500)
+    expect.first.wait_for(timeout=10_000)
 
 
 def _readme_screenshot(page) -> None:  # type: ignore[no-untyped-def]
