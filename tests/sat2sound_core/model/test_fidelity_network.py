@@ -11,6 +11,7 @@ structural test loads all six official layouts.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 from collections.abc import Iterator
@@ -61,11 +62,18 @@ def config_from_manifest(manifest: dict[str, Any]) -> ModelConfig:
                        codebook_size=hp["codebook_size"], img_size=hp["sat_input_size"])
 
 
+@functools.lru_cache(maxsize=1)
+def official_state_dict(folder: Path, name: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(manifest, make_weights.py seed-0 state_dict) of ``name``; generated once per test session
+    (it takes seconds) and shared with test_precision, which never modifies it."""
+    manifest = json.loads(reference_file(folder, f"manifest_{name}.json").read_text())
+    return manifest, load_make_weights(folder).build_state_dict(manifest, 0)
+
+
 def build_official_model(folder: Path, name: str = CONFIG) -> Sat2Sound:
     """Sat2Sound with the make_weights.py (seed 0) weights of ``name``, loaded strictly."""
-    manifest = json.loads(reference_file(folder, f"manifest_{name}.json").read_text())
-    official = load_make_weights(folder).build_state_dict(manifest, 0)
-    model = Sat2Sound(config_from_manifest(manifest))
+    manifest, official = official_state_dict(folder, name)
+    model = Sat2Sound(config_from_manifest(manifest), init="empty")
     model.load_state_dict(model.convert_official_state_dict(official), strict=True)
     return model
 
