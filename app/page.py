@@ -248,6 +248,8 @@ def _analyze(ss: Any, cfg: app_config.AppConfig, ctl: Controls) -> None:
                 metadata=ctl.metadata() or None,
                 provider=bridge.engine_provider(ctl.provider),
             )
+        if ss.result is not result:
+            ss.synth_audio = {}  # clips belong to the previous place's captions
         ss.result, ss.result_key = result, key
         ss.heatmaps, ss.hits = {}, []
         log.info("analysed %s in %.2f s", point.label(), time.perf_counter() - t0)
