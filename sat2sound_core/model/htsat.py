@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat2sound_core.model.config import ModelConfig
-from sat2sound_core.model.kernels import Linear, linear, linear_gelu
+from sat2sound_core.model.kernels import Linear, linear
+from sat2sound_core.model.vit import Mlp
 
 
 def relative_position_index(window: int) -> torch.Tensor:
@@ -101,18 +102,6 @@ class WindowAttention(nn.Module):
         return self.proj(out)
 
 
-class SwinMlp(nn.Module):
-    """Linear → GELU → Linear (``fc1``, ``fc2``)."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = Linear(dim, hidden)
-        self.fc2 = Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(linear_gelu(x, self.fc1))
-
-
 class SwinBlock(nn.Module):
     """Swin block on a (B,H,W,C) map: (shifted) window attention and MLP, both pre-norm residual."""
 
@@ -123,7 +112,7 @@ class SwinBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = WindowAttention(dim, heads, window)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = SwinMlp(dim, dim * mlp_ratio)
+        self.mlp = Mlp(dim, dim * mlp_ratio)
         self.attn_mask: torch.Tensor | None
         if shift:
             self.register_buffer("attn_mask", shifted_window_mask(side, window, shift))
