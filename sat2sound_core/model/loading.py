@@ -143,7 +143,7 @@ def _check_keys(model: Sat2Sound, state_dict: Mapping[str, torch.Tensor], label:
 
 
 def _build(config: ModelConfig, state_dict: Mapping[str, torch.Tensor], label: str, convert: bool) -> Sat2Sound:
-    model = Sat2Sound(config)
+    model = Sat2Sound(config, init="empty")  # every tensor is overwritten by the strict load below
     sd = model.convert_official_state_dict(state_dict) if convert else dict(state_dict)
     sd = _fill_dead_keys(model, sd)
     _check_keys(model, sd, label)
