@@ -1,11 +1,17 @@
 """Build the folium map the app shows: basemap, clicked point, chip footprints and the heatmap overlay.
 
-The map is a pure function of what the user has chosen (basemap, point, footprints, overlay,
-opacity), so between reruns where none of these change the generated JavaScript is identical and
-streamlit-folium keeps the same iframe (no remount, the user's pan/zoom is kept). A new result changes
-the overlay and remounts the map once, centred on the click.
+The map is split in two so a click never remounts it. :func:`build_map` is the base map (basemap
+and options only, at a fixed start view): it depends on nothing a click changes, so its generated
+JavaScript, and with it streamlit-folium's component key, stays the same and the browser keeps the
+same iframe, Leaflet instance and loaded tiles. :func:`build_layers` is everything a click changes
+(marker, footprints, overlay, legend) as one ``FeatureGroup`` that streamlit-folium swaps in place
+(``feature_group_to_add``); the page moves the view with the component's ``center``/``zoom``.
+:class:`ClickRelay` sends a click to the app at once instead of after streamlit-folium's 250 ms
+debounce.
 
-Leaflet/jQuery/Bootstrap come from ``app/static/vendor`` (see ``app/vendor_assets.py``), never a CDN.
+Leaflet comes from ``app/static/vendor`` (see ``app/vendor_assets.py``), never a CDN; folium's other
+default assets (jQuery, Bootstrap, Font Awesome, awesome-markers) are not used by this map and are
+left out so the iframe loads less.
 """
 
 from __future__ import annotations
@@ -62,18 +68,30 @@ class Legend(MacroElement):
     """A colour legend drawn as a Leaflet control in the map's corner (no extra JS libraries).
 
     branca's ColorMap would make streamlit-folium load d3 from a CDN, so the legend is plain HTML
-    from :func:`sat2sound_core.render.legend_html`.
+    from :func:`sat2sound_core.render.legend_html`. It is a small Leaflet layer that adds the control
+    when its parent (the map or the click's ``FeatureGroup``) is added and removes it with the group,
+    so a new result's legend replaces the old one without remounting the map.
     """
 
     _template = Template(
         """
         {% macro script(this, kwargs) %}
-        var {{ this.get_name() }} = L.control({position: "bottomright"});
-        {{ this.get_name() }}.onAdd = function (map) {
-            var div = L.DomUtil.create("div", "sat2sound-legend");
-            div.innerHTML = {{ this.html|tojson }};
-            return div;
-        };
+        var {{ this.get_name() }} = new (L.Layer.extend({
+            onAdd: function (map) {
+                var control = L.control({position: "bottomright"});
+                control.onAdd = function () {
+                    var div = L.DomUtil.create("div", "sat2sound-legend");
+                    div.innerHTML = {{ this.html|tojson }};
+                    return div;
+                };
+                this._control = control.addTo(map);
+                return this;
+            },
+            onRemove: function (map) {
+                if (this._control) { map.removeControl(this._control); this._control = null; }
+                return this;
+            }
+        }))();
         {{ this.get_name() }}.addTo({{ this._parent.get_name() }});
         {% endmacro %}
         """
@@ -87,17 +105,55 @@ class Legend(MacroElement):
         self.html = legend_html(title, vmin, vmax, cmap=cmap)
 
 
+class ClickRelay(MacroElement):
+    """Send a map click to the app immediately.
+
+    streamlit-folium reports clicks through a 250 ms debounce. This handler (registered before the
+    component's own) sends the same value (``{"last_clicked": latlng}``, the only returned object)
+    through the component's ``Streamlit.setComponentValue`` right away and records it as the
+    component's previous value, so the debounced call that follows finds nothing new and sends
+    nothing. If the component's globals are missing (another streamlit-folium version), it does
+    nothing and the component's own path still reports the click.
+    """
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        {{ this._parent.get_name() }}.on("click", function (e) {
+            var data = window.__GLOBAL_DATA__;
+            if (!data || !window.Streamlit || !window.Streamlit.setComponentValue) { return; }
+            var value = {last_clicked: e.latlng};
+            if (JSON.stringify(value) === JSON.stringify(data.previous_data)) { return; }
+            data.lat_lng_clicked = e.latlng;
+            data.previous_data = value;
+            window.Streamlit.setComponentValue(value);
+        });
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._name = "ClickRelay"
+
+
+# folium's default assets this map needs; the rest (jQuery, Bootstrap, Font Awesome, awesome-markers)
+# serve elements the app does not use.
+NEEDED_ASSETS = frozenset({"leaflet", "leaflet_css"})
+
+
 def static_url(relative: str, base_url_path: str = "") -> str:
     """URL path under which Streamlit serves ``app/static/vendor/<relative>``."""
     base = "/" + base_url_path.strip("/") if base_url_path.strip("/") else ""
     return f"{base}/app/static/vendor/{relative}"
 
 
-def localize_assets(m: folium.Map, base_url_path: str = "") -> list[str]:
+def localize_assets(m: MacroElement, base_url_path: str = "") -> list[str]:
     """Point every element's CDN JS/CSS at the vendored copies; return the URLs that had none.
 
     Assets with no local copy are dropped (with a warning), because a CDN request would hang or fail
-    on an air-gapped machine. The app only uses elements whose assets are all vendored.
+    on an air-gapped machine. The app only uses elements whose assets are all vendored. The map's
+    own defaults are cut to :data:`NEEDED_ASSETS` (Leaflet), the only ones this map uses.
     """
     mapping = vendor_assets.cdn_map()
     dropped: list[str] = []
@@ -108,6 +164,8 @@ def localize_assets(m: folium.Map, base_url_path: str = "") -> list[str]:
                 continue
             local = []
             for name, url in entries:
+                if isinstance(element, folium.Map) and name not in NEEDED_ASSETS:
+                    continue
                 if url in mapping:
                     local.append((name, static_url(mapping[url], base_url_path)))
                 elif url.startswith(("http://", "https://", "//")):
@@ -137,16 +195,12 @@ def build_map(
     basemap: Basemap,
     *,
     center: Point | None = None,
-    zoom: int = 15,
-    point: Point | None = None,
-    footprints: Sequence[Footprint] = (),
-    overlay: Overlay | None = None,
-    legend: Legend | None = None,
-    opacity: float = 0.6,
+    zoom: int = 13,
     base_url_path: str = "",
 ) -> folium.Map:
-    """The whole map for the current state (see the module docstring for why it is rebuilt each run)."""
-    view = center or point or DEFAULT_VIEW
+    """The base map: basemap and options at a start view (see the module docstring for why nothing a
+    click changes belongs here)."""
+    view = center or DEFAULT_VIEW
     m = folium.Map(
         location=[view.lat, view.lon],
         zoom_start=zoom,
@@ -162,6 +216,27 @@ def build_map(
         max_native_zoom=basemap.max_zoom,
         overlay=False,
     ).add_to(m)
+    m.add_child(ClickRelay())
+    localize_assets(m, base_url_path)
+    return m
+
+
+def build_layers(
+    *,
+    point: Point | None = None,
+    footprints: Sequence[Footprint] = (),
+    overlay: Overlay | None = None,
+    legend: Legend | None = None,
+    opacity: float = 0.6,
+    base_url_path: str = "",
+) -> folium.FeatureGroup:
+    """What a click changes (footprints, heatmap overlay, legend, marker) as one ``FeatureGroup``.
+
+    Passed to ``st_folium(feature_group_to_add=...)``, the group replaces the previous one on the
+    mounted map. Always pass one (empty before the first click): streamlit-folium does not remove a
+    group when ``None`` follows one.
+    """
+    fg = folium.FeatureGroup(name="sat2sound result", control=False)
     for fp in sorted(footprints, key=lambda f: -f.scale):
         folium.Rectangle(
             bounds=fp.bounds,
@@ -171,7 +246,7 @@ def build_map(
             fill=False,
             # Non-interactive so a click inside a footprint still reaches the map.
             interactive=False,
-        ).add_to(m)
+        ).add_to(fg)
     if overlay is not None:
         folium.raster_layers.ImageOverlay(
             image=overlay.rgba,
@@ -181,9 +256,9 @@ def build_map(
             mercator_project=overlay.mercator_project,
             interactive=False,
             zindex=10,
-        ).add_to(m)
+        ).add_to(fg)
     if legend is not None:
-        m.add_child(legend)
+        fg.add_child(legend)
     if point is not None:
         folium.CircleMarker(
             location=[point.lat, point.lon],
@@ -194,6 +269,6 @@ def build_map(
             fill_color="#1f77b4",
             fill_opacity=1.0,
             interactive=False,
-        ).add_to(m)
-    localize_assets(m, base_url_path)
-    return m
+        ).add_to(fg)
+    localize_assets(fg, base_url_path)
+    return fg

@@ -25,7 +25,7 @@ from app import bridge, inputs, resources
 from app import config as app_config
 from app.inputs import AUTO, UNKNOWN, Point
 from app.jobs import Job
-from app.map_view import Basemap, Footprint, Legend, Overlay, build_map, zoom_for_span
+from app.map_view import Basemap, Footprint, Legend, Overlay, build_layers, build_map, zoom_for_span
 from sat2sound_core.errors import Sat2SoundError
 from sat2sound_core.progress import Cancelled
 from sat2sound_core.settings import get_settings
@@ -189,10 +189,23 @@ def _sidebar(cfg: app_config.AppConfig) -> Controls:
 
 
 def _status_panel(box: Any, ctl: Controls) -> None:
+    """Fill the "Weights and galleries" expander when it is open.
+
+    The presence checks import torch and transformers (through the checkpoint registry and the text
+    encoder's locator), a second or more on a cold process; run on the first page load they would
+    compete with the map's first paint. So the expander reruns the page when opened and the panel is
+    computed only then. The offline notice is cheap and always written.
+    """
     with box, guard("Weights status"):
         from app import status
 
-        status.render(ctl.checkpoint)
+        status.render_offline_notice()
+        if box.open:
+            with st.spinner("Checking what is on disk…"):
+                resources.import_heavy_modules()
+                status.render(ctl.checkpoint, offline_notice=False)
+        else:
+            st.caption("Open to see which weights and galleries are on disk and download the rest.")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -355,13 +368,30 @@ def _compute_heatmap(ss: Any, ctl: Controls, query: tuple[Any, ...]) -> Any:
 # map
 
 
+def _overlay_rgba(ss: Any, heat: Any) -> Any:
+    """The heatmap's map image, made once per heatmap (reruns that do not change it reuse it)."""
+    cached = ss.get("overlay_cache")
+    if cached is not None and cached[0] is heat:
+        return cached[1]
+    rgba = heat.to_rgba(OVERLAY_SIZE)
+    ss.overlay_cache = (heat, rgba)
+    return rgba
+
+
 def _draw_map(ss: Any, cfg: app_config.AppConfig, ctl: Controls, heat: Any) -> None:
+    """The map: a base map that stays mounted in the browser, plus this result's layers swapped in.
+
+    The base map (basemap only, at the start view) gives the same component key on every run, so a
+    click never remounts the iframe; marker, footprints, overlay and legend travel as one
+    FeatureGroup, and ``center``/``zoom`` move the view to a new click (see app/map_view.py).
+    """
     basemap: Basemap = bridge.basemap(cfg, ctl.provider, ctl.checkpoint)
+    base_url_path = str(st.get_option("server.baseUrlPath") or "")
     point = ss.point
     footprints: list[Footprint] = []
     overlay = None
     legend = None
-    zoom = 15
+    zoom = None
     if ss.result is not None and point is not None:
         chip = ss.result.chip
         for scale, bounds in bridge.footprints(chip, bridge.allowed_scales(ctl.checkpoint)).items():
@@ -371,21 +401,12 @@ def _draw_map(ss: Any, cfg: app_config.AppConfig, ctl: Controls, heat: Any) -> N
             zoom = zoom_for_span(bridge.span_m(active.bounds))
         if heat is not None:
             hm = heat
-            overlay = Overlay(rgba=hm.to_rgba(OVERLAY_SIZE), bounds=hm.overlay_bounds, label=hm.query)
+            overlay = Overlay(rgba=_overlay_rgba(ss, hm), bounds=hm.overlay_bounds, label=hm.query)
             legend = Legend(title=f"{HEATMAP_KINDS.get(hm.kind, hm.kind)}: {hm.query}"[:80],
                             vmin=float(hm.values.min()), vmax=float(hm.values.max()))
-    center = point or Point(cfg.start_lat, cfg.start_lon)
-    m = build_map(
-        basemap,
-        center=center,
-        zoom=zoom if point is not None else 13,
-        point=point,
-        footprints=footprints,
-        overlay=overlay,
-        legend=legend,
-        opacity=ctl.opacity,
-        base_url_path=str(st.get_option("server.baseUrlPath") or ""),
-    )
+    m = build_map(basemap, center=Point(cfg.start_lat, cfg.start_lon), zoom=13, base_url_path=base_url_path)
+    layers = build_layers(point=point, footprints=footprints, overlay=overlay, legend=legend,
+                          opacity=ctl.opacity, base_url_path=base_url_path)
     st_folium(
         m,
         key="map",
@@ -393,6 +414,9 @@ def _draw_map(ss: Any, cfg: app_config.AppConfig, ctl: Controls, heat: Any) -> N
         use_container_width=True,
         returned_objects=["last_clicked"],
         on_change=_on_map_change,
+        feature_group_to_add=layers,
+        center=(point.lat, point.lon) if point is not None else None,
+        zoom=zoom,
     )
     st.caption(f"Imagery: {basemap.attribution}. Click anywhere on the map to analyse that place.")
 
@@ -408,8 +432,7 @@ def _results(ss: Any, ctl: Controls, heat: Any) -> None:
         return
     st.subheader(f"{ss.point.label()} · scale {ctl.scale}")
     with guard("Showing the chip"):
-        st.image(bridge.chip_with_grid(result.chip, heat), caption=bridge.chip_caption(result.chip),
-                 width="stretch")
+        st.image(_chip_png(ss, heat), caption=bridge.chip_caption(result.chip), width="stretch")
     tab_caps, tab_concepts, tab_dl = st.tabs(["Captions", "Concepts", "Downloads"])
     with tab_caps:
         _captions(ss, ctl)
@@ -417,6 +440,16 @@ def _results(ss: Any, ctl: Controls, heat: Any) -> None:
         _concepts(ss, ctl)
     with tab_dl, guard("Preparing downloads"):
         _downloads(ss, ctl, heat)
+
+
+def _chip_png(ss: Any, heat: Any) -> bytes:
+    """The chip preview (patch grid, heatmap blended in), drawn once per result and heatmap."""
+    cached = ss.get("chip_cache")
+    if cached is not None and cached[0] is ss.result and cached[1] is heat:
+        return bytes(cached[2])
+    png = bridge.chip_with_grid(ss.result.chip, heat)
+    ss.chip_cache = (ss.result, heat, png)
+    return png
 
 
 def _captions(ss: Any, ctl: Controls) -> None:
@@ -519,7 +552,7 @@ def render() -> None:
         st.stop()
     ss = _state()
     ctl = _sidebar(cfg)
-    status_box = st.sidebar.expander("Weights and galleries", expanded=False)
+    status_box = st.sidebar.expander("Weights and galleries", key="status_open", on_change="rerun")
     st.markdown("### Sat2Sound soundscape map")
     left, right = st.columns([3, 2], gap="medium")
     heat = None
@@ -536,5 +569,6 @@ def render() -> None:
             _draw_map(ss, cfg, ctl, heat)
     with right:
         _results(ss, ctl, heat)
-    # last, so the map is on screen before the panel's imports (torch via the checkpoint registry) run
     _status_panel(status_box, ctl)
+    # the map is on its way to the browser: torch & co. load in the background for the first click
+    resources.start_warmup()

@@ -9,7 +9,9 @@ once each get their own, correct result (results themselves live in each session
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +22,76 @@ import streamlit as st
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# What the first analysis needs besides the checkpoint itself: torch and the model (engine), the text
+# encoder (transformers), the gallery reader (h5py), overlays and exports.
+HEAVY_MODULES = (
+    "sat2sound_core.engine",
+    "sat2sound_core.model.loading",
+    "sat2sound_core.model.text",
+    "sat2sound_core.gallery",
+    "sat2sound_core.render",
+    "sat2sound_core.export",
+)
+_import_lock = threading.Lock()
+_imported = False
+_warmup_started = False
+_warmup_guard = threading.Lock()
+
+
+def import_heavy_modules() -> None:
+    """Import :data:`HEAVY_MODULES` once per process, one thread at a time.
+
+    The page is drawn without them (the map must not wait for torch); the first analysis, the
+    weights panel and the background warm-up call this first, so torch is never imported by two
+    threads at once. A module that fails to import is logged and left to fail where it is used.
+    """
+    global _imported
+    if _imported:
+        return
+    with _import_lock:
+        if _imported:
+            return
+        for name in HEAVY_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - reported again, with its message, where it is used
+                log.warning("importing %s failed", name, exc_info=True)
+        _imported = True
+
+
+def warmup_delay_s() -> float | None:
+    """Seconds after the first page run before the heavy imports start in the background
+    (``SAT2SOUND_APP_WARMUP_DELAY``, default 3; ``off`` or a negative number: no warm-up)."""
+    raw = os.environ.get("SAT2SOUND_APP_WARMUP_DELAY", "3").strip().lower()
+    if raw in ("off", "no", "false", "none"):
+        return None
+    try:
+        delay = float(raw)
+    except ValueError:
+        log.warning("SAT2SOUND_APP_WARMUP_DELAY=%r is not a number of seconds; using 3", raw)
+        return 3.0
+    return None if delay < 0 else delay
+
+
+def start_warmup() -> bool:
+    """Once per process, import the heavy modules in a daemon thread after :func:`warmup_delay_s`.
+
+    Called at the end of a page run, so the map has been sent to the browser; the delay leaves the
+    browser time to load the map's iframe and tiles (served by this process) before the imports take
+    the CPU. The first click then finds torch loaded. Returns whether a thread was started.
+    """
+    global _warmup_started
+    delay = warmup_delay_s()
+    with _warmup_guard:
+        if _warmup_started or _imported or delay is None:
+            return False
+        _warmup_started = True
+    timer = threading.Timer(delay, import_heavy_modules)
+    timer.name = "sat2sound-warmup"
+    timer.daemon = True
+    timer.start()
+    return True
 
 
 @dataclass
@@ -44,6 +116,7 @@ class Shared:
 @st.cache_resource(show_spinner="Loading the Sat2Sound model (once per process)…", max_entries=2)
 def get_engine(checkpoint: str, precision: str, device: str, gallery: str) -> Shared:
     """The engine for one (checkpoint, precision, device, gallery), built once per process."""
+    import_heavy_modules()
     from sat2sound_core.engine import Engine
 
     engine = Engine(

@@ -3,7 +3,8 @@
 Presence and sizes come from the checkpoint registry and the product settings; downloads go through
 the library's own downloader (with a progress bar). When downloads are impossible (offline switch) the
 panel says so and names the environment variables that point at local copies. Nothing here blocks the
-map: the panel is drawn inside a collapsed expander and only reads the file system.
+map: the panel is drawn inside a collapsed expander, computed only once it is opened (the presence
+checks import torch), and only reads the file system.
 """
 
 from __future__ import annotations
@@ -112,15 +113,21 @@ def _cached_gallery() -> Path | None:
     return next((p for p in (weights / OFFICIAL_GALLERY, weights / Path(OFFICIAL_GALLERY).name) if p.is_file()), None)
 
 
-def render(checkpoint: str) -> None:
-    """Draw the panel (see the module docstring)."""
-    settings = get_settings()
-    if settings.is_offline:
+def render_offline_notice() -> None:
+    """The offline warning, when downloads are switched off (cheap: reads the settings only)."""
+    if get_settings().is_offline:
         st.warning(
             "Offline mode (SAT2SOUND_OFFLINE or HF_HUB_OFFLINE is set): nothing will be downloaded. "
             "Put files under SAT2SOUND_WEIGHTS_DIR or point SAT2SOUND_APP_CHECKPOINT / SAT2SOUND_GALLERY / "
             "SAT2SOUND_TANGOFLUX at local copies."
         )
+
+
+def render(checkpoint: str, offline_notice: bool = True) -> None:
+    """Draw the panel (see the module docstring); ``offline_notice=False`` when the caller drew it."""
+    settings = get_settings()
+    if offline_notice:
+        render_offline_notice()
     for item in items(checkpoint):
         icon = "✅" if item.path is not None else "⬜"
         st.markdown(f"{icon} **{item.name}** — {_fmt_size(item.approx_bytes)}  \nneeded for {item.needed_for}")

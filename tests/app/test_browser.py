@@ -71,6 +71,8 @@ def test_click_listen_synthesise_upload_and_export(server: harness.StreamlitServ
             page.get_by_text(re.compile(r"score \d\.\d{3}")).first.wait_for(timeout=60_000)
             lat, lon = _point(page)
             assert abs(lat - 45.0) < 0.05 and abs(lon - 7.0) < 0.05
+            # a mark in the map's iframe: it survives the overlay swaps below (the map is not remounted)
+            harness.map_frame(page).locator("#map_div").evaluate("el => { window.__sat2soundMark = 1; }")
 
             # gallery audio plays
             page.get_by_role("button", name="Play gallery audio").first.click()
@@ -99,6 +101,8 @@ def test_click_listen_synthesise_upload_and_export(server: harness.StreamlitServ
             srcs2 = harness.wait_new_overlay(page, srcs, timeout_s=300)
             assert srcs2 != srcs
             harness.map_frame(page).locator(".sat2sound-legend", has_text="chirps.wav").wait_for(timeout=60_000)
+            assert harness.map_frame(page).locator(".sat2sound-legend").count() == 1  # the old legend left
+            assert harness.map_frame(page).locator("#map_div").evaluate("el => window.__sat2soundMark") == 1
 
             # the same clip composed with a caption gives another map
             _choose(page, "Heatmap", "Audio clip + caption")
