@@ -5,40 +5,82 @@ geometries (``bingmap``, ``sentinel``, ``googleEarth``) from a tile provider (EO
 XYZ template, MBTiles) or a local GeoTIFF/COG; ``Chip.crop(scale)``, ``Chip.patch_grid()`` and
 ``Chip.footprints()`` give the model's view and its footprints on the map. This package never imports
 ``sat2sound_core``.
+
+Names are imported lazily (on first use), so ``import tiles`` to read the provider list does not pull in
+rasterio; type checkers see the eager imports under ``TYPE_CHECKING``.
 """
 
-from tiles.cache import DiskTileCache, MemoryTileCache
-from tiles.chip import Chip, center_crop_offset
-from tiles.config import TilesConfig, get_config
-from tiles.errors import (
-    CoordinateError,
-    LocalSourceError,
-    NoImageryError,
-    ProviderError,
-    TileFetchError,
-    TilesConfigError,
-    TilesError,
-)
-from tiles.fetch import fetch_chip, resolve_provider
-from tiles.fetcher import TileFetcher, clear_memory_cache
-from tiles.geometry import GEOMETRIES, GeometrySpec, Grid, target_grid
-from tiles.geotiff import write_raster
-from tiles.providers import (
-    LocalProvider,
-    LocalRasterProvider,
-    MBTilesProvider,
-    Provider,
-    TileSource,
-    XYZProvider,
-    get_provider,
-    list_providers,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tiles.cache import DiskTileCache, MemoryTileCache
+    from tiles.chip import Chip, center_crop_offset
+    from tiles.config import TilesConfig, get_config
+    from tiles.errors import (
+        CoordinateError,
+        LocalSourceError,
+        NoImageryError,
+        ProviderError,
+        TileFetchError,
+        TilesConfigError,
+        TilesError,
+    )
+    from tiles.fetch import fetch_chip, resolve_provider
+    from tiles.fetcher import TileFetcher, clear_memory_cache
+    from tiles.geometry import GEOMETRIES, GeometrySpec, Grid, target_grid
+    from tiles.geotiff import write_raster
+    from tiles.providers import (
+        LocalProvider,
+        LocalRasterProvider,
+        MBTilesProvider,
+        Provider,
+        TileSource,
+        XYZProvider,
+        get_provider,
+        list_providers,
+    )
+
+_LAZY = {
+    "Chip": "tiles.chip",
+    "CoordinateError": "tiles.errors",
+    "DiskTileCache": "tiles.cache",
+    "GEOMETRIES": "tiles.geometry",
+    "GeometrySpec": "tiles.geometry",
+    "Grid": "tiles.geometry",
+    "LocalProvider": "tiles.providers",
+    "LocalRasterProvider": "tiles.providers",
+    "LocalSourceError": "tiles.errors",
+    "MBTilesProvider": "tiles.providers",
+    "MemoryTileCache": "tiles.cache",
+    "NoImageryError": "tiles.errors",
+    "Provider": "tiles.providers",
+    "ProviderError": "tiles.errors",
+    "TileFetchError": "tiles.errors",
+    "TileFetcher": "tiles.fetcher",
+    "TileSource": "tiles.providers",
+    "TilesConfig": "tiles.config",
+    "TilesConfigError": "tiles.errors",
+    "TilesError": "tiles.errors",
+    "XYZProvider": "tiles.providers",
+    "center_crop_offset": "tiles.chip",
+    "clear_memory_cache": "tiles.fetcher",
+    "fetch_chip": "tiles.fetch",
+    "get_config": "tiles.config",
+    "get_provider": "tiles.providers",
+    "list_providers": "tiles.providers",
+    "resolve_provider": "tiles.fetch",
+    "target_grid": "tiles.geometry",
+    "write_raster": "tiles.geotiff",
+}
 
 __all__ = [
-    "GEOMETRIES",
     "Chip",
     "CoordinateError",
     "DiskTileCache",
+    "GEOMETRIES",
     "GeometrySpec",
     "Grid",
     "LocalProvider",
@@ -66,3 +108,16 @@ __all__ = [
     "target_grid",
     "write_raster",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tiles' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
