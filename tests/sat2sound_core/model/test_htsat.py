@@ -114,3 +114,23 @@ def test_last_block_has_no_dead_parameters() -> None:
     }
     assert not any(k.startswith(("tscam_conv", "head", "audio_feats_extractor")) for k in keys)
     assert "layers.0.blocks.1.attn_mask" in keys and "layers.3.blocks.0.attn_mask" not in keys
+
+
+def test_chunked_blocks_equal_one_piece(monkeypatch) -> None:
+    """Swin blocks run in chunks of whole windows; any chunk size (down to one window, i.e. smaller
+    than one item, where the shift mask must be sliced per window) gives the unchunked frames."""
+    import sat2sound_core.model.htsat as htsat
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.tiny()
+    net = HTSAT(cfg).eval()
+    mel = torch.randn(3, 1001, 64)
+    window_tokens = cfg.htsat_window ** 2
+    monkeypatch.setattr(htsat, "_CHUNK_ROWS", 10**9)
+    with torch.inference_mode():
+        whole = net(mel)
+    for rows in (1, window_tokens, 3 * window_tokens, 5 * window_tokens + 7):
+        monkeypatch.setattr(htsat, "_CHUNK_ROWS", rows)
+        with torch.inference_mode():
+            chunked = net(mel)
+        torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6, msg=f"chunk rows {rows}")
