@@ -6,8 +6,7 @@ and outside fidelity checks use; they are imported lazily so ``import sat2sound_
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sat2sound_core._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -30,14 +29,4 @@ _LAZY = {
 __all__ = sorted([*_LAZY, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sat2sound_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), __all__)

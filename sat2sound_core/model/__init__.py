@@ -7,8 +7,9 @@ import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sat2sound_core._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sat2sound_core.model.config import ModelConfig
@@ -25,14 +26,4 @@ _LAZY = {
 __all__ = ["Encoding", "Metadata", "ModelConfig", "Sat2Sound"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sat2sound_core.model' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), __all__)
