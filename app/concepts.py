@@ -11,7 +11,8 @@ from typing import Any
 import streamlit as st
 
 
-def _concept_map(ss: Any, ctl: Any) -> Any:
+def concept_map(ss: Any, ctl: Any) -> Any:
+    """The current result's ConceptMap, computed once per result (the concept heatmap shares it)."""
     key = (id(ss.result), "concept")
     cm = ss.heatmaps.get(key)
     if cm is None:
@@ -34,7 +35,7 @@ def render(ss: Any, ctl: Any) -> None:
     if (id(ss.result), "concept") not in ss.heatmaps and not st.toggle("Explore concepts", key="concept_on"):
         st.caption("Turn on to list the chip's most activated soundscape concepts with gallery examples.")
         return
-    cm = _concept_map(ss, ctl)
+    cm = concept_map(ss, ctl)
     scope = st.radio("Scope", ("whole chip", "one patch"), horizontal=True, key="concept_scope")
     if scope == "one patch":
         c1, c2 = st.columns(2)

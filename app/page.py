@@ -334,10 +334,19 @@ def _compute_heatmap(ss: Any, ctl: Controls, query: tuple[Any, ...]) -> Any:
     engine's ConceptMap and the overlay shows where its largest concept group's concept is active.
     """
     rid = id(ss.result)
+    if query[0] == "concept":
+        top_key = (rid, "concept-top")
+        if top_key not in ss.heatmaps:
+            from app import concepts
+
+            cmap = concepts.concept_map(ss, ctl)  # shared with the concept explorer
+            if not cmap.groups:
+                raise Sat2SoundError("the concept map has no concept groups for this chip")
+            ss.heatmaps[top_key] = cmap.heatmap(cmap.groups[0].code)
+        return ss.heatmaps[top_key]
     cache_key = (rid, query[0], *(hashlib.sha1(q).hexdigest() if isinstance(q, bytes) else q for q in query[1:]))
     if cache_key in ss.heatmaps:
-        found = ss.heatmaps[cache_key]
-        return ss.heatmaps[(rid, "concept-top")] if query[0] == "concept" else found
+        return ss.heatmaps[cache_key]
     settings = get_settings()
     shared = resources.get_engine(ctl.checkpoint, ctl.precision, settings.device, settings.gallery)
     result = ss.result
@@ -350,16 +359,9 @@ def _compute_heatmap(ss: Any, ctl: Controls, query: tuple[Any, ...]) -> Any:
         elif kind == "audio":
             wav, sr = bridge.decode_audio(query[2])
             heat = result.audio_heatmap(wav, sr, label=f"audio clip {query[1]}")
-        elif kind == "composed":
+        else:
             wav, sr = bridge.decode_audio(query[2])
             heat = result.composed_heatmap(wav, sr, query[3])
-        else:
-            cmap = result.concept_map(5)
-            if not cmap.groups:
-                raise Sat2SoundError("the concept map has no concept groups for this chip")
-            ss.heatmaps[cache_key] = cmap
-            heat = cmap.heatmap(cmap.groups[0].code)
-            cache_key = (rid, "concept-top")
     ss.heatmaps[cache_key] = heat
     return heat
 

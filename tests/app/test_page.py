@@ -194,3 +194,17 @@ def test_gallery_audio_and_synthesis_land_in_the_session(app_env: dict[str, str]
     assert clip.sample_rate > 0 and clip.samples.shape[-1] > 0
     assert at.session_state["synth_job"] is None
     assert len(at.get("audio")) == 2
+
+
+def test_concept_heatmap_after_the_concept_explorer(app_env: dict[str, str]) -> None:
+    """The explorer and the concept heatmap share one concept map; opening the explorer first must not
+    leave the heatmap without its overlay."""
+    at = _go(_app(), "45.002, 7.0")
+    at.toggle(key="concept_on").set_value(True).run()
+    assert not at.exception and _errors(at) == []
+    explored = next(v for k, v in at.session_state["heatmaps"].items() if k[1] == "concept")
+    at.selectbox(key="ctl_kind").set_value("concept").run()
+    assert not at.exception and _errors(at) == []
+    cmap = next(v for k, v in at.session_state["heatmaps"].items() if k[1] == "concept")
+    assert cmap is explored  # computed once, shared
+    assert f"concept {cmap.groups[0].code}" in _markdown(at)
