@@ -124,6 +124,7 @@ def main(argv: list[str]) -> dict:
                 "audio": lambda: model.encode_audio(mels[batches[0]][:1])}
     flops = {kind: count_flops(flop_fns[kind]) for kind in kinds}
     rows = []
+    embeddings: dict[tuple[str, str], torch.Tensor] = {}
     for precision in ("fp32", "bf16"):
         model.set_precision(precision)
         for kind in kinds:
@@ -135,6 +136,8 @@ def main(argv: list[str]) -> dict:
                     def run(b: int = b) -> object:
                         return model.encode_audio(mels[b])
                 seconds = _time(run, device, repeats if b > 1 else 3 * repeats, 30.0 if b > 1 else 8.0)
+                if b == max(batches):
+                    embeddings[(precision, kind)] = run().embedding.float().cpu()  # type: ignore[attr-defined]
                 per_s = b / seconds
                 achieved = flops[kind] * per_s
                 rows.append({"precision": precision, "kind": kind, "batch": b, "seconds_per_batch": seconds,
@@ -165,6 +168,10 @@ def main(argv: list[str]) -> dict:
                          "bf16_fraction_of_peak": bf16_frac, "bf16_target_0.5_met": bf16_frac >= 0.5}
         print(f"{kind} batch {b}: fp32 {100 * fp32_frac:.0f}% of peak (target 80%), bf16 {speedup:.2f}x fp32 "
               f"(target 4x), bf16 {100 * bf16_frac:.0f}% of bf16 peak (target 50%)")
+    for kind in kinds:  # random weights and inputs: a sanity check; the reference inputs are in the tests
+        cos = torch.nn.functional.cosine_similarity(embeddings[("bf16", kind)], embeddings[("fp32", kind)], dim=-1)
+        targets[kind]["bf16_min_cosine_to_fp32"] = float(cos.min())
+        print(f"{kind}: bf16 vs fp32 embeddings (random weights), lowest cosine {float(cos.min()):.6f}")
     bf16_gemm_ratio = peak["bf16"] / peak["fp32"]
     print(f"bf16/fp32 GEMM peak ratio on this machine: {bf16_gemm_ratio:.2f}")
     return {"device": str(device), "threads": torch.get_num_threads(),

@@ -6,7 +6,13 @@ a 10-s clip, in fp32 and bf16, then extrapolates the seconds per 10-s clip at 50
 the whole run takes a few minutes on a small CPU. It also reports how far bf16 moves the velocity and
 the waveform from fp32, and how much a shorter (12-s) latent would save and change.
 
-Usage: ``python -m bench synthesis [--steps N] [--full-decode] [--t5] [--load [VOCAB_JSON]] [--device cuda]``.
+With ``--load`` it also writes random weights of the real size in the official file layout, loads them
+with ``load_synthesizer`` and, with ``--clip``, times whole ``synthesize()`` calls (10-s clip, 50 steps,
+guidance 4.5: T5, both CFG branches, every step and the decode) in fp32 and bf16 — the end-to-end
+number for a GPU. On CUDA the transformer step is also timed with TF32 matmuls (``tf32`` rows).
+
+Usage: ``python -m bench synthesis [--steps N] [--full-decode] [--t5] [--load [VOCAB_JSON] [--clip]]
+[--device cuda]``.
 """
 
 from __future__ import annotations
@@ -70,8 +76,12 @@ def bench_transformer(config: TangoFluxConfig, device: torch.device, steps: int)
     cond = sampler.Conditioning(hidden, pooled, pooled, duration, context)
     out: dict[str, Any] = {"build_s": round(t_build, 2)}
     results: dict[str, torch.Tensor] = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    variants = [("fp32", torch.float32), ("bf16", torch.bfloat16)]
+    if device.type == "cuda":
+        variants.insert(1, ("tf32", torch.float32))
+    for name, dtype in variants:
         model.to(dtype)
+        torch.backends.cuda.matmul.allow_tf32 = name == "tf32"
         sampler.flow_sample(model, cond, noise, 1, 4.5)  # warm-up (1 step)
         seconds, latents = _timed(lambda: sampler.flow_sample(model, cond, noise, steps, 4.5), device)
         out[f"step_s_{name}"] = round(seconds / steps, 3)
@@ -82,7 +92,10 @@ def bench_transformer(config: TangoFluxConfig, device: torch.device, steps: int)
         out[f"step_s_{name}_12s_latent"] = round(seconds / steps, 3)
         keep = math.ceil(10 * SAMPLE_RATE / HOP)
         out[f"latent_change_12s_vs_30s_{name}"] = _rel(short.float().cpu()[:, :keep], latents.float().cpu()[:, :keep])
+    torch.backends.cuda.matmul.allow_tf32 = False
     out["bf16_vs_fp32_latents_rel"] = _rel(results["bf16"], results["fp32"])
+    if "tf32" in results:
+        out["tf32_vs_fp32_latents_rel"] = _rel(results["tf32"], results["fp32"])
     return out
 
 
@@ -110,16 +123,17 @@ def bench_decode(config: TangoFluxConfig, device: torch.device, full: bool) -> d
 
 def bench_t5(config: TangoFluxConfig, device: torch.device) -> dict[str, Any]:
     t5 = build_t5(config).eval().to(device)
-    ids = torch.randint(2, 32000, (2, TEXT_TOKENS))
+    ids = torch.randint(2, int(config.t5["vocab_size"]), (2, TEXT_TOKENS))
     with torch.inference_mode():
         t5(input_ids=ids.to(device))
         seconds, _ = _timed(lambda: t5(input_ids=ids.to(device)), device)
     return {"t5_s": round(seconds, 3)}
 
 
-def bench_load(config: TangoFluxConfig, vocab: str | None) -> dict[str, Any]:
+def bench_load(config: TangoFluxConfig, vocab: str | None, device: torch.device, clip: bool) -> dict[str, Any]:
     """Write random real-size weights in the official layout, then time ``load_synthesizer`` on them
-    (key checks included) and one guided step + a 1-s decode through the public API."""
+    (key checks included) and one guided step + a 1-s decode through the public API; with ``clip``,
+    whole 10-s, 50-step ``synthesize()`` calls in fp32 and bf16 (best of two after a warm-up)."""
     import json
     import resource
     import shutil
@@ -144,20 +158,44 @@ def bench_load(config: TangoFluxConfig, vocab: str | None) -> dict[str, Any]:
         save_file(state, str(folder / "tangoflux.safetensors"))
         del state
         save_file({k: v.contiguous() for k, v in build_vae(config).state_dict().items()}, str(folder / "vae.safetensors"))
-        (folder / "config.json").write_text(json.dumps(TANGOFLUX_CONFIG))
+        (folder / "config.json").write_text(json.dumps(config.tangoflux))
+        if config.tangoflux != TANGOFLUX_CONFIG or not config.is_flan_t5_large:  # a smaller test model
+            (folder / "t5_config.json").write_text(json.dumps(config.t5))
+            (folder / "vae_config.json").write_text(json.dumps(config.vae))
         if vocab:
             shutil.copy(vocab, folder / "vocab.json")  # no FLAN-T5 tokenizer offline: any vocabulary will do
         gc.collect()
         size = (folder / "tangoflux.safetensors").stat().st_size
         start = time.perf_counter()
-        synth = load_synthesizer(folder, precision="fp32", cache=False)
+        synth = load_synthesizer(folder, device=device, precision="fp32", cache=False)
         load_s = time.perf_counter() - start
         tokens = synth.tokenize("birds chirping near a river")
         start = time.perf_counter()
         synth.synthesize_from_tokens(tokens.input_ids, tokens.attention_mask, 1.0, 1, 4.5)
+        _sync(device)
         step_s = time.perf_counter() - start
-        return {"load_tangoflux_bytes": size, "load_s": round(load_s, 2), "load_one_step_1s_clip_s": round(step_s, 2),
-                "load_peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+        out: dict[str, Any] = {
+            "load_tangoflux_bytes": size, "load_s": round(load_s, 2), "load_one_step_1s_clip_s": round(step_s, 2),
+            "load_peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+        if clip:
+            waves: dict[str, Any] = {}
+            for precision in ("fp32", "bf16"):
+                if precision != "fp32":
+                    del synth
+                    gc.collect()
+                    synth = load_synthesizer(folder, device=device, precision=precision, cache=False)
+                times = []
+                for seed in (0, 1, 2):  # seed 0 warms up (allocator, kernels); the best of the other two
+                    seconds, audio = _timed(lambda s=seed: synth.synthesize(
+                        "birds chirping near a river", duration=10.0, steps=50, guidance=4.5, seed=s,
+                        use_cache=False), device)
+                    times.append(seconds)
+                    if seed == 1:
+                        waves[precision] = torch.from_numpy(audio.samples)
+                out[f"clip10s_50steps_end_to_end_s_{precision}"] = round(min(times[1:]), 3)
+                out[f"clip10s_50steps_first_call_s_{precision}"] = round(times[0], 3)
+            out["clip_bf16_vs_fp32_waveform_rel"] = _rel(waves["bf16"], waves["fp32"])
+        return out
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -168,13 +206,26 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--full-decode", action="store_true", help="also decode all 645 frames (slow on CPU)")
     parser.add_argument("--t5", action="store_true", help="also time the FLAN-T5-large encoder (random weights)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--config-from", metavar="FOLDER", default=None,
+                        help="read the sizes from a weights folder (e.g. the tiny reference) instead of the "
+                             "released ones: a quick smoke run of this script, not a measurement")
+    parser.add_argument("--clip", action="store_true",
+                        help="with --load: time whole 10-s, 50-step synthesize() calls (fp32 and bf16)")
     parser.add_argument("--load", metavar="VOCAB_JSON", nargs="?", const="", default=None,
                         help="also write random real-size weights (4 GB in a temp dir) and time load_synthesizer "
                              "+ one step; VOCAB_JSON: a vocab.json to tokenize with (e.g. the tiny reference's)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    config = TangoFluxConfig()  # the released sizes
-    print(f"TangoFlux at real size, random weights, device={device}, torch threads={torch.get_num_threads()}, "
+    if args.config_from:
+        from pathlib import Path
+
+        from sat2sound_core.synthesis.weights import read_config
+
+        config = read_config(Path(args.config_from))
+        print(f"SMOKE RUN: sizes from {args.config_from}, not the released model's")
+    else:
+        config = TangoFluxConfig()  # the released sizes
+    print(f"TangoFlux, random weights, device={device}, torch threads={torch.get_num_threads()}, "
           f"load average={os.getloadavg()[0]:.1f}")
     if device.type == "cpu":
         print("No GPU in this run: CPU numbers only (the GPU target, <= 2 s per clip on an H100, is unmeasured).")
@@ -190,10 +241,15 @@ def main(argv: list[str]) -> dict[str, Any]:
         result.update(bench_t5(config, device))
         t5_s = result["t5_s"]
     if args.load is not None:
-        result.update(bench_load(config, args.load or None))
+        result.update(bench_load(config, args.load or None, device, args.clip))
         print(f"load_synthesizer on random real-size weights ({result['load_tangoflux_bytes']} B file): "
               f"{result['load_s']} s; one guided step + 1-s decode: {result['load_one_step_1s_clip_s']} s; "
               f"peak RSS {result['load_peak_rss_gib']} GiB")
+        for precision in ("fp32", "bf16"):
+            key = f"clip10s_50steps_end_to_end_s_{precision}"
+            if key in result:
+                print(f"synthesize(): 10-s clip, 50 steps, {precision}, end to end on {device}: {result[key]:.2f} s "
+                      f"(first call {result[f'clip10s_50steps_first_call_s_{precision}']:.2f} s)")
     for name in ("fp32", "bf16"):
         for label, steps in (("50", 50), ("fast25", 25)):
             # the transformer in `name`; the decoder always fp32 (as the synthesiser runs it)
@@ -210,7 +266,10 @@ def main(argv: list[str]) -> dict[str, Any]:
     for label, a, b in rows:
         print(f"{label:46s} {result[a]:9.2f} {result[b]:9.2f}")
     print("(clip totals use the fp32 decoder; the bf16 column changes only the transformer)")
-    for key in ("bf16_vs_fp32_latents_rel", "bf16_vs_fp32_waveform_rel", "latent_change_12s_vs_30s_fp32",
+    if "step_s_tf32" in result:
+        print(f"transformer step with TF32 matmuls: {result['step_s_tf32']:.4f} s "
+              f"(latents vs fp32: {result['tf32_vs_fp32_latents_rel']:.3g})")
+    for key in ("bf16_vs_fp32_latents_rel", "clip_bf16_vs_fp32_waveform_rel", "bf16_vs_fp32_waveform_rel", "latent_change_12s_vs_30s_fp32",
                 "prefix_vs_full_rel", "prefix_margin8_vs_full_rel", "prefix_margin9_vs_full_rel", "t5_s"):
         if key in result:
             print(f"{key}: {result[key]:.3g}")

@@ -27,6 +27,61 @@ def reference_dir() -> Path:
     return root
 
 
+def test_device_name() -> str:
+    """Where the fidelity tests run the networks: ``SAT2SOUND_TEST_DEVICE`` (default ``cpu``).
+
+    ``cuda`` runs the golden-reference suites on a GPU (``docs/weights.md`` says how); TF32 is turned
+    off there so float32 means float32 and the reference tolerances keep their meaning.
+    """
+    name = os.environ.get("SAT2SOUND_TEST_DEVICE", "cpu").strip() or "cpu"
+    if name != "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.fail(f"SAT2SOUND_TEST_DEVICE={name} but torch sees no CUDA device")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return name
+
+
+@pytest.fixture(scope="session")
+def test_device() -> str:
+    """The device the fidelity suites run on (see :func:`test_device_name`)."""
+    return test_device_name()
+
+
+def on_cpu(value: object) -> object:
+    """``value`` with every tensor in it (also inside dataclasses, dicts, tuples) moved to the CPU."""
+    import dataclasses
+
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: on_cpu(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    if isinstance(value, dict):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return type(value)(on_cpu(v) for v in value)
+    return value
+
+
+class ResultsOnCpu:
+    """Wraps a model on another device: its methods take CPU inputs (the model moves them) and
+    return their results on the CPU, so a test compares them with CPU reference tensors unchanged."""
+
+    def __init__(self, wrapped: object) -> None:
+        self._wrapped = wrapped
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self._wrapped, name)
+        if not callable(attr):
+            return attr
+        return lambda *args, **kwargs: on_cpu(attr(*args, **kwargs))
+
+
 @pytest.fixture(scope="session")
 def sat2sound_reference(reference_dir: Path) -> Path:
     """``reference/sat2sound`` (MODEL.md, manifests, make_weights.py, goldens)."""

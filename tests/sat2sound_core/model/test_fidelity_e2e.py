@@ -23,7 +23,7 @@ import torch
 from sat2sound_core import Metadata, image_to_tensor, load_model, log_mel
 from sat2sound_core.model.image import images_to_tensor
 from sat2sound_core.model.loading import clear_model_cache
-from tests.conftest import reference_file
+from tests.conftest import ResultsOnCpu, reference_file
 
 pytestmark = pytest.mark.slow
 
@@ -89,8 +89,11 @@ def goldens(sat2sound_reference: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def model(session_home: Path, official_ckpt: Path) -> Any:
-    return load_model(official_ckpt, text_encoder=False)
+def model(session_home: Path, official_ckpt: Path, test_device: str) -> Any:
+    """The official-layout checkpoint through ``load_model`` (on ``SAT2SOUND_TEST_DEVICE``; results
+    come back on the CPU either way)."""
+    loaded = load_model(official_ckpt, device=test_device, text_encoder=False)
+    return loaded if test_device == "cpu" else ResultsOnCpu(loaded)
 
 
 def _metadata(raw: dict, i: int) -> Metadata:

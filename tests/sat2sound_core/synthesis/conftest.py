@@ -36,11 +36,11 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def tiny_synth(tiny_dir: Path):
-    """The tiny model loaded once (fp32, CPU, no disk cache)."""
+def tiny_synth(tiny_dir: Path, test_device: str):
+    """The tiny model loaded once (fp32, on ``SAT2SOUND_TEST_DEVICE`` (CPU by default), no disk cache)."""
     from sat2sound_core.synthesis import load_synthesizer
 
-    return load_synthesizer(tiny_dir, device="cpu", precision="fp32", cache=False)
+    return load_synthesizer(tiny_dir, device=test_device, precision="fp32", cache=False)
 
 
 @pytest.fixture()
@@ -56,4 +56,5 @@ def cached_synth(tiny_synth, tmp_path: Path):
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """max|a − b| / max|b| (the SYNTHESIS.md tolerance measure)."""
     assert a.shape == b.shape, (a.shape, b.shape)
+    a, b = a.detach().cpu(), b.detach().cpu()
     return float((a.double() - b.double()).abs().max() / b.double().abs().max())

@@ -50,8 +50,8 @@ def test_sigmas_and_timesteps_exact(golden):
 
 def test_conditioning(case_run):
     case, trace, _ = case_run
-    assert torch.equal(trace["input_ids"], torch.cat([case["uncond_input_ids"], case["cond_input_ids"]]))
-    assert torch.equal(trace["attention_mask"], torch.cat([case["uncond_attention_mask"], case["cond_attention_mask"]]))
+    assert torch.equal(trace["input_ids"].cpu(), torch.cat([case["uncond_input_ids"], case["cond_input_ids"]]))
+    assert torch.equal(trace["attention_mask"].cpu(), torch.cat([case["uncond_attention_mask"], case["cond_attention_mask"]]))
     assert rel_err(trace["t5_hidden"][:1], case["t5_hidden_uncond"]) <= TOL
     assert rel_err(trace["t5_hidden"][1:], case["t5_hidden_cond"]) <= TOL
     assert rel_err(trace["pooled_mean"], case["pooled_mean"]) <= TOL
@@ -75,15 +75,17 @@ def test_every_step(case_run):
 def test_step0_velocity_from_golden_input(case_run, tiny_synth):
     """Feeding the golden step-0 input and context to the transformer gives the golden velocities."""
     case, _, _ = case_run
-    img_ids, txt_ids = sampler.position_ids(645, case["encoder_hidden_states"].shape[1], torch.device("cpu"))
+    dev = tiny_synth.device
+    img_ids, txt_ids = sampler.position_ids(645, case["encoder_hidden_states"].shape[1], dev)
     with torch.no_grad():
         out = tiny_synth.transformer(
-            hidden_states=case["step0_transformer_input"], encoder_hidden_states=case["encoder_hidden_states"],
-            pooled_projections=case["pooled_projection"], timestep=case["transformer_timesteps"][:1],
+            hidden_states=case["step0_transformer_input"].to(dev),
+            encoder_hidden_states=case["encoder_hidden_states"].to(dev),
+            pooled_projections=case["pooled_projection"].to(dev), timestep=case["transformer_timesteps"][:1].to(dev),
             img_ids=img_ids, txt_ids=txt_ids, return_dict=False,
         )[0]
     assert rel_err(out, case["step0_velocity_cfg_batch"]) <= TOL
-    assert torch.equal(img_ids, case["img_ids"][0].float())
+    assert torch.equal(img_ids.cpu(), case["img_ids"][0].float())
 
 
 def test_waveform_10s(case_run):
@@ -95,7 +97,7 @@ def test_waveform_10s(case_run):
 def test_vae_alone_decodes_the_full_golden_waveform(golden, tiny_synth):
     case = golden["cases"][1]
     with torch.no_grad():
-        wave = tiny_synth.vae.decode(case["vae_decode_input"]).sample[0]
+        wave = tiny_synth.vae.decode(case["vae_decode_input"].to(tiny_synth.device)).sample[0]
     assert wave.shape == (2, 645 * 2048)
     assert rel_err(wave, case["waveform"]) <= TOL
 
