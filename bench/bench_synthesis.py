@@ -84,12 +84,17 @@ def bench_transformer(config: TangoFluxConfig, device: torch.device, steps: int)
         torch.backends.cuda.matmul.allow_tf32 = name == "tf32"
         sampler.flow_sample(model, cond, noise, 1, 4.5)  # warm-up (1 step)
         seconds, latents = _timed(lambda: sampler.flow_sample(model, cond, noise, steps, 4.5), device)
-        out[f"step_s_{name}"] = round(seconds / steps, 3)
+        out[f"step_s_{name}"] = round(seconds / steps, 4)
         results[name] = latents.float().cpu()
+        if device.type == "cuda":  # the same steps launched op by op instead of replayed as a CUDA graph
+            seconds, eager = _timed(lambda: sampler.flow_sample(model, cond, noise, steps, 4.5, cuda_graph=False),
+                                    device)
+            out[f"step_s_{name}_eager"] = round(seconds / steps, 4)
+            out[f"graph_vs_eager_latents_rel_{name}"] = _rel(latents.float().cpu(), eager.float().cpu())
         # a 12-s latent: cheaper, but Flux attends over every frame, so the first 10 s change
         short_noise = noise[:, : math.ceil(12 * SAMPLE_RATE / HOP)]
         seconds, short = _timed(lambda n=short_noise: sampler.flow_sample(model, cond, n, steps, 4.5), device)
-        out[f"step_s_{name}_12s_latent"] = round(seconds / steps, 3)
+        out[f"step_s_{name}_12s_latent"] = round(seconds / steps, 4)
         keep = math.ceil(10 * SAMPLE_RATE / HOP)
         out[f"latent_change_12s_vs_30s_{name}"] = _rel(short.float().cpu()[:, :keep], latents.float().cpu()[:, :keep])
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -186,7 +191,7 @@ def bench_load(config: TangoFluxConfig, vocab: str | None, device: torch.device,
                     synth = load_synthesizer(folder, device=device, precision=precision, cache=False)
                 times = []
                 for seed in (0, 1, 2):  # seed 0 warms up (allocator, kernels); the best of the other two
-                    seconds, audio = _timed(lambda s=seed: synth.synthesize(
+                    seconds, audio = _timed(lambda s=seed, synth=synth: synth.synthesize(
                         "birds chirping near a river", duration=10.0, steps=50, guidance=4.5, seed=s,
                         use_cache=False), device)
                     times.append(seconds)
@@ -266,6 +271,10 @@ def main(argv: list[str]) -> dict[str, Any]:
     for label, a, b in rows:
         print(f"{label:46s} {result[a]:9.2f} {result[b]:9.2f}")
     print("(clip totals use the fp32 decoder; the bf16 column changes only the transformer)")
+    for name in ("fp32", "tf32", "bf16"):
+        if f"step_s_{name}_eager" in result:
+            print(f"{name} step: {result[f'step_s_{name}']:.4f} s as a CUDA graph, {result[f'step_s_{name}_eager']:.4f} s "
+                  f"eager (latents differ by {result[f'graph_vs_eager_latents_rel_{name}']:.3g})")
     if "step_s_tf32" in result:
         print(f"transformer step with TF32 matmuls: {result['step_s_tf32']:.4f} s "
               f"(latents vs fp32: {result['tf32_vs_fp32_latents_rel']:.3g})")

@@ -23,6 +23,9 @@ echo "=== fidelity suites on CUDA"
 SAT2SOUND_TEST_DEVICE=cuda timeout 240 python3 -m pytest -q -p no:cacheprovider \
   tests/sat2sound_core/model/test_fidelity_e2e.py tests/sat2sound_core/synthesis/test_golden.py \
   -k "not converted_safetensors and not nometa and not full_golden" 2>&1 | tee "$out/pytest_cuda.log"
+echo "=== TangoFlux golden suite on CUDA without CUDA graphs"
+SAT2SOUND_TEST_DEVICE=cuda SAT2SOUND_CUDA_GRAPHS=0 timeout 120 python3 -m pytest -q -p no:cacheprovider \
+  tests/sat2sound_core/synthesis/test_golden.py -k "not full_golden" 2>&1 | tee -a "$out/pytest_cuda.log"
 
 echo "=== bench model on CUDA"
 timeout 200 python3 -m bench model --device=cuda --batches=1,16,128 2>&1 | tee "$out/bench_model_cuda.log"

@@ -142,8 +142,17 @@ class WindowAttention(nn.Module):
         qkv = self.qkv(tokens)
         # windows form the batch axis; q/k/v stay strided views of the qkv output (no copies) and
         # the output comes back token-major
-        t = qkv.reshape(rows // n, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(t[0], t[1], t[2], attn_mask=bias)
+        windows = rows // n
+        t = qkv.reshape(windows, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
+        per_item = bias.shape[0]
+        if per_item in (1, windows):
+            out = F.scaled_dot_product_attention(t[0], t[1], t[2], attn_mask=bias)
+        else:
+            # the bias holds one item's windows: fold them into the head axis so it broadcasts over
+            # the items instead of being tiled (q/k/v are copied into that layout once)
+            q, k, v = (part.reshape(windows // per_item, per_item * h, n, c // h) for part in t)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.reshape(1, per_item * h, n, n))
+            out = out.reshape(windows, h, n, c // h)
         out = out.transpose(1, 2).reshape(rows, c)
         if residual is None:
             return self.proj(out)
@@ -156,6 +165,16 @@ class WindowAttention(nn.Module):
 #: 8192-token chunks all gain about that much, and fewer, larger chunks mean fewer parallel regions,
 #: which matters when other processes share the cores)
 _CHUNK_ROWS = max(1, int(os.environ.get("SAT2SOUND_SWIN_CHUNK_ROWS", "4096")))
+
+
+def chunked(device: torch.device) -> bool:
+    """Whether Swin blocks run in cache-sized chunks on ``device``: on CPUs, where it pays; a GPU runs
+    each block in one piece, since there every chunk would only add kernel launches."""
+    return device.type == "cpu" and not _ONE_PIECE
+
+
+#: run every device in one piece (tests compare the two layouts on the CPU)
+_ONE_PIECE = False
 
 
 def _largest_divisor(total: int, limit: int) -> int:
@@ -207,6 +226,10 @@ class SwinBlock(nn.Module):
         n = self.window * self.window
         nw = length // n
         per_window = self.attn_mask is not None and nw > 1
+        if not chunked(x.device):  # one piece; a per-window bias broadcasts over the items
+            flat = x.reshape(b * length, c)
+            bias = self.attn.constant_bias(self.attn_mask, self.attn.qkv.weight.dtype)
+            return self._run(flat, bias).reshape(b, length, c)
         want = max(1, _CHUNK_ROWS // n)
         if per_window and want >= nw:
             repeat = _largest_divisor(b, want // nw)

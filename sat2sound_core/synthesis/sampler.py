@@ -8,7 +8,9 @@ all rows share one token length because Flux has no attention mask and attends t
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,8 @@ from sat2sound_core.synthesis.components import HOP, SAMPLE_RATE
 # latent frame changes output samples up to 9.25 frames to its left, so decoding the frames a duration
 # covers plus 10 more reproduces the full decode for every duration (8 and 9 fail for some durations).
 DECODE_MARGIN_FRAMES = 10
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,6 +89,52 @@ def position_ids(frames: int, text_tokens: int, device: torch.device) -> tuple[t
 
 
 StepHook = Callable[[int, dict[str, torch.Tensor]], None]
+StepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cuda_graphs_enabled() -> bool:
+    """``SAT2SOUND_CUDA_GRAPHS`` (default on): replay the transformer step as a CUDA graph on a GPU."""
+    return os.environ.get("SAT2SOUND_CUDA_GRAPHS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+class GraphedStep:
+    """One transformer forward captured as a CUDA graph and replayed for every step.
+
+    Eager PyTorch spends more time launching Flux's ~1,000 small kernels than the GPU spends running
+    them (measured: docs/synthesis.md); a graph launches them all at once. Each replay runs exactly
+    the captured kernels on new inputs copied into the static buffers, so results equal the eager
+    forward's. The output buffer is overwritten by the next replay: use it before calling again.
+    """
+
+    def __init__(self, step: StepFn, model_in: torch.Tensor, timestep: torch.Tensor) -> None:
+        self._in = model_in.clone()
+        self._t = timestep.clone()
+        side = torch.cuda.Stream(model_in.device)
+        side.wait_stream(torch.cuda.current_stream(model_in.device))
+        with torch.cuda.stream(side):  # warm up off the default stream (allocator, kernel selection)
+            for _ in range(2):
+                step(self._in, self._t)
+        torch.cuda.current_stream(model_in.device).wait_stream(side)
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._out = step(self._in, self._t)
+
+    def __call__(self, model_in: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        self._in.copy_(model_in)
+        self._t.copy_(timestep)
+        self._graph.replay()
+        return self._out
+
+
+def _graphed(step: StepFn, model_in: torch.Tensor, timestep: torch.Tensor) -> StepFn:
+    """``step`` as a :class:`GraphedStep`, or ``step`` itself where capture fails (logged once)."""
+    try:
+        return GraphedStep(step, model_in, timestep)
+    except Exception as exc:  # capture is an optimisation: any failure falls back to the eager step
+        log.warning("CUDA graph capture of the transformer step failed (%s); running it eagerly. "
+                    "Set SAT2SOUND_CUDA_GRAPHS=0 to skip the attempt.", exc)
+        torch.cuda.synchronize(model_in.device)
+        return step
 
 
 @torch.no_grad()
@@ -98,6 +148,7 @@ def flow_sample(
     progress: Callable[[int, int, str], None] | None = None,
     cancel: CancelToken | None = None,
     on_step: StepHook | None = None,
+    cuda_graph: bool | None = None,
 ) -> torch.Tensor:
     """Integrate the flow from ``init_noise`` (k, frames, 64) at σ=1 to σ=0 and return the latents (fp32).
 
@@ -105,6 +156,8 @@ def flow_sample(
     transformer forward on ``[x, x]`` and uses ``v_u + g·(v_c − v_u)``; otherwise it holds k conditional
     rows and the unconditional branch is skipped. Latents and the Euler update stay in float32 whatever
     the transformer's dtype. ``on_step`` receives the raw and guided velocities and the new latents.
+    On a GPU the step is replayed as a CUDA graph (``cuda_graph``; default ``SAT2SOUND_CUDA_GRAPHS``)
+    when there are at least 3 steps, and nothing in the loop waits for the GPU.
     """
     k = init_noise.shape[0]
     guided = guidance > 1.0
@@ -114,17 +167,17 @@ def flow_sample(
     param = next(transformer.parameters())
     device, dtype = param.device, param.dtype
     timesteps, sigmas = sigmas_for(steps)
+    # one transfer before the loop: a per-step copy from host memory would make every step wait for the GPU
+    timesteps_dev = (timesteps / 1000).to(device)
+    deltas = (sigmas[1:] - sigmas[:-1]).tolist()  # float32 values, exact as Python floats
     frames = init_noise.shape[1]
     img_ids, txt_ids = position_ids(frames, cond.encoder_hidden_states.shape[1], device)
     context = cond.encoder_hidden_states.to(device=device, dtype=dtype)
     pooled = cond.pooled_projection.to(device=device, dtype=dtype)
     x = init_noise.to(device=device, dtype=torch.float32)
-    for i in range(steps):
-        if cancel is not None:
-            cancel.check()
-        model_in = torch.cat([x, x]) if guided else x
-        timestep = (timesteps[i : i + 1] / 1000).to(device)
-        out = transformer(
+
+    def step(model_in: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        return transformer(
             hidden_states=model_in.to(dtype),
             encoder_hidden_states=context,
             pooled_projections=pooled,
@@ -133,13 +186,26 @@ def flow_sample(
             txt_ids=txt_ids,
             guidance=None,
             return_dict=False,
-        )[0].float()
+        )[0]
+
+    use_graph = cuda_graphs_enabled() if cuda_graph is None else cuda_graph
+    run: StepFn = step
+    for i in range(steps):
+        if cancel is not None:
+            cancel.check()
+        model_in = torch.cat([x, x]) if guided else x
+        timestep = timesteps_dev[i : i + 1]
+        if i == 0 and use_graph and device.type == "cuda" and steps >= 3:
+            run = _graphed(step, model_in, timestep)
+        out = run(model_in, timestep).float()
+        if on_step is not None and run is not step:
+            out = out.clone()  # the graph's output buffer is reused by the next step
         if guided:
             v_u, v_c = out.chunk(2)
             v = v_u + guidance * (v_c - v_u)
         else:
             v = out
-        x = x + (sigmas[i + 1] - sigmas[i]).to(device) * v
+        x = x + deltas[i] * v
         if on_step is not None:
             on_step(i, {"transformer_input": model_in, "velocity_batch": out, "velocity": v, "latents": x})
         if progress is not None:

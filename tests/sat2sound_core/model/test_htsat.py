@@ -134,3 +134,25 @@ def test_chunked_blocks_equal_one_piece(monkeypatch) -> None:
         with torch.inference_mode():
             chunked = net(mel)
         torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6, msg=f"chunk rows {rows}")
+
+
+def test_gpu_layout_equals_cpu_chunks(monkeypatch) -> None:
+    """The GPU layout (each block in one piece, a shifted block's per-window bias folded into the head
+    axis and broadcast over the items instead of tiled) gives the CPU's chunked frames; run on the CPU."""
+    import sat2sound_core.model.htsat as htsat
+
+    torch.manual_seed(0)
+    net = HTSAT(ModelConfig.tiny()).eval()
+    mel = torch.randn(3, 1001, 64)
+    monkeypatch.setattr(htsat, "_CHUNK_ROWS", 64)
+    with torch.inference_mode():
+        chunks = net(mel)
+        monkeypatch.setattr(htsat, "_ONE_PIECE", True)
+        assert not htsat.chunked(mel.device)
+        folded = net(mel)
+        single = net(mel[:1])  # one item: the bias covers every window, nothing to fold
+    torch.testing.assert_close(folded, chunks, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(single, chunks[:1], rtol=1e-5, atol=1e-6)
+    assert htsat.chunked(torch.device("cpu")) is False
+    monkeypatch.setattr(htsat, "_ONE_PIECE", False)
+    assert htsat.chunked(torch.device("cpu")) and not htsat.chunked(torch.device("cuda"))
