@@ -233,7 +233,8 @@ def main(argv: list[str]) -> dict[str, Any]:
     print(f"TangoFlux, random weights, device={device}, torch threads={torch.get_num_threads()}, "
           f"load average={os.getloadavg()[0]:.1f}")
     if device.type == "cpu":
-        print("No GPU in this run: CPU numbers only (the GPU target, <= 2 s per clip on an H100, is unmeasured).")
+        print("No GPU in this run: CPU numbers only (for the GPU target, <= 2 s per clip on an H100, run this with "
+              "--device cuda --steps 50 --load --clip on a GPU machine: bench/gpu_check.sh).")
     print(f"Running {args.steps} timed steps per precision and extrapolating to 50 (paper) and 25 (fast) steps.")
     result: dict[str, Any] = {"device": str(device), "cpu": platform.processor() or platform.machine(),
                               "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0],

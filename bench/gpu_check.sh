@@ -32,7 +32,7 @@ timeout 200 python3 -m bench model --device=cuda --batches=1,16,128 2>&1 | tee "
 cp bench/results/bench_model.json "$out/bench_model_cuda.json" 2>/dev/null
 
 echo "=== bench synthesis on CUDA"
-timeout 300 python3 -m bench synthesis --device=cuda --steps=10 --t5 --full-decode \
+timeout 300 python3 -m bench synthesis --device=cuda --steps=50 --t5 --full-decode \
   --load="$ref/tangoflux/tiny/vocab.json" --clip 2>&1 | grep -v "should be kept in float32" | tee "$out/bench_synthesis_cuda.log"
 cp bench/results/bench_synthesis.json "$out/bench_synthesis_cuda.json" 2>/dev/null
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
