@@ -1,0 +1,42 @@
+"""The building blocks of the inference stack (sizes from the tiny reference model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sat2sound_core.model import kernels
+from sat2sound_core.synthesis import sampler
+from sat2sound_core.synthesis.components import build_transformer, use_onednn_linear
+from sat2sound_core.synthesis.weights import read_config
+
+
+def test_transformer_linears_run_through_the_kernel_module(tiny_dir: Path, monkeypatch) -> None:
+    """Every nn.Linear of the Flux transformer becomes kernels.Linear (same state_dict keys), and the
+    forward equals the stock F.linear forward to float noise."""
+    torch.manual_seed(0)
+    model = build_transformer(read_config(tiny_dir)).eval()
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert linears and all(type(m) is kernels.Linear for m in linears)
+    stock = nn.Linear(4, 3)
+    assert use_onednn_linear(stock) is stock and type(stock) is kernels.Linear
+    assert set(stock.state_dict()) == {"weight", "bias"}
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 645, 64, generator=g)
+    ctx = torch.randn(2, 7, model.config.joint_attention_dim, generator=g)
+    pooled = torch.randn(2, model.config.pooled_projection_dim, generator=g)
+    img_ids, txt_ids = sampler.position_ids(645, 7, torch.device("cpu"))
+
+    def forward() -> torch.Tensor:
+        with torch.inference_mode():
+            return model(hidden_states=x, encoder_hidden_states=ctx, pooled_projections=pooled,
+                         timestep=torch.tensor([0.5]), img_ids=img_ids, txt_ids=txt_ids, return_dict=False)[0]
+
+    fused = forward()
+    monkeypatch.setattr(kernels, "_FUSED", False)  # the plain F.linear path
+    plain = forward()
+    assert not torch.equal(fused, torch.zeros_like(fused))
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
