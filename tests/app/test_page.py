@@ -194,6 +194,15 @@ def test_gallery_audio_and_synthesis_land_in_the_session(app_env: dict[str, str]
     assert clip.sample_rate > 0 and clip.samples.shape[-1] > 0
     assert at.session_state["synth_job"] is None
     assert len(at.get("audio")) == 2
+    assert clip.metadata["mode"] == "faithful" and clip.metadata["steps"] == 50
+
+    # the fast mode: 25 steps, labelled as such on the player and in the clip's metadata
+    at.toggle(key="synth_fast").set_value(True).run()
+    at.button(key="synth_1").click().run()
+    assert not at.exception and _errors(at) == []
+    fast = at.session_state["synth_audio"][("synth", hits[0].caption)]
+    assert fast.metadata["steps"] == 25 and fast.metadata["mode"].startswith("fast")
+    assert "synthesised (fast, 25 steps)" in [c.value for c in at.caption]
 
 
 def test_concept_heatmap_after_the_concept_explorer(app_env: dict[str, str]) -> None:
