@@ -112,10 +112,17 @@ def bench_decode(config: TangoFluxConfig, device: torch.device, full: bool) -> d
     waves: dict[str, torch.Tensor] = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         vae.to(dtype)
+        if device.type == "cuda":
+            sampler.decode(vae, z, 10.0)  # warm-up (cuDNN algorithm choice, allocator)
         seconds, wave = _timed(lambda: sampler.decode(vae, z, 10.0), device)
-        out[f"decode_10s_prefix_s_{name}"] = round(seconds, 2)
+        out[f"decode_10s_prefix_s_{name}"] = round(seconds, 3)
         waves[name] = wave.cpu()
     out["bf16_vs_fp32_waveform_rel"] = _rel(waves["bf16"], waves["fp32"])
+    if device.type == "cuda":  # PyTorch's default: cuDNN convolutions in TF32 (the synthesiser turns that off)
+        vae.to(torch.float32)
+        seconds, wave = _timed(lambda: sampler.decode(vae, z, 10.0, strict_fp32=False), device)
+        out["decode_10s_prefix_s_tf32conv"] = round(seconds, 3)
+        out["tf32conv_vs_fp32_waveform_rel"] = _rel(wave.cpu(), waves["fp32"])
     if full:
         vae.to(torch.float32)
         seconds, wave = _timed(lambda: sampler.decode(vae, z, 10.0, margin=None), device)
@@ -279,6 +286,9 @@ def main(argv: list[str]) -> dict[str, Any]:
     if "step_s_tf32" in result:
         print(f"transformer step with TF32 matmuls: {result['step_s_tf32']:.4f} s "
               f"(latents vs fp32: {result['tf32_vs_fp32_latents_rel']:.3g})")
+    if "decode_10s_prefix_s_tf32conv" in result:
+        print(f"decode first 10 s with TF32 convolutions (PyTorch's default, not used): "
+              f"{result['decode_10s_prefix_s_tf32conv']:.3f} s, waveform vs fp32 {result['tf32conv_vs_fp32_waveform_rel']:.3g}")
     for key in ("bf16_vs_fp32_latents_rel", "clip_bf16_vs_fp32_waveform_rel", "bf16_vs_fp32_waveform_rel", "latent_change_12s_vs_30s_fp32",
                 "prefix_vs_full_rel", "prefix_margin8_vs_full_rel", "prefix_margin9_vs_full_rel", "t5_s"):
         if key in result:

@@ -225,17 +225,26 @@ def frames_for(seconds: float, total_frames: int, margin: int = DECODE_MARGIN_FR
 
 @torch.no_grad()
 def decode(
-    vae: Any, latents: torch.Tensor, seconds: float, *, margin: int | None = DECODE_MARGIN_FRAMES
+    vae: Any, latents: torch.Tensor, seconds: float, *, margin: int | None = DECODE_MARGIN_FRAMES,
+    strict_fp32: bool = True,
 ) -> torch.Tensor:
     """Waveforms ``(k, channels, int(seconds·44100))`` float32 from latents ``(k, frames, 64)``.
 
     With ``margin=None`` the whole latent is decoded (the official path); otherwise only the frames the
     duration needs plus ``margin`` frames, which gives the same samples (the decoder's receptive field is
-    short) at a fraction of the cost.
+    short) at a fraction of the cost. On a GPU a float32 decoder runs its cuDNN convolutions without
+    TF32 (``strict_fp32``; PyTorch's default allows TF32 there), so float32 means float32: with TF32 the
+    prefix and full decodes differ by ~5e-3 (docs/synthesis.md), far outside the reference tolerance.
     """
     total = latents.shape[1]
     used = total if margin is None else frames_for(seconds, total, margin)
     param = next(vae.parameters())
     z = latents[:, :used].transpose(1, 2).to(device=param.device, dtype=param.dtype)
-    wave = vae.decode(z).sample
+    if strict_fp32 and param.device.type == "cuda" and param.dtype == torch.float32:
+        cudnn = torch.backends.cudnn
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                         allow_tf32=False):
+            wave = vae.decode(z).sample
+    else:
+        wave = vae.decode(z).sample
     return wave[:, :, : samples_for(seconds)].float()
