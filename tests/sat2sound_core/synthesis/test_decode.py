@@ -19,7 +19,7 @@ from tests.sat2sound_core.synthesis.conftest import rel_err
 def full(golden, tiny_synth):
     z = golden["cases"][0]["final_latents"]
     with torch.no_grad():
-        return z, tiny_synth.vae.decode(z.transpose(1, 2)).sample[0]
+        return z, tiny_synth.vae.decode(z.transpose(1, 2).to(tiny_synth.device)).sample[0].cpu()
 
 
 def test_measured_receptive_field_fits_the_margin(tiny_synth):
