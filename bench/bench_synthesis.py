@@ -105,31 +105,37 @@ def bench_transformer(config: TangoFluxConfig, device: torch.device, steps: int)
 
 
 def bench_decode(config: TangoFluxConfig, device: torch.device, full: bool) -> dict[str, Any]:
+    """Prefix-decode times in fp32 and bf16 and, with ``full``, the full decode and the margins.
+
+    Everything float32 runs before the bf16 cast: casting the decoder to bf16 and back rounds its
+    weights, and any comparison after that would measure the rounding."""
     torch.manual_seed(0)
     vae = build_vae(config).eval().to(device)
     z = torch.randn(1, config.latent_frames, 64, generator=torch.Generator().manual_seed(2), device="cpu")
     out: dict[str, Any] = {"decode_frames_10s": sampler.frames_for(10.0, config.latent_frames)}
-    waves: dict[str, torch.Tensor] = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        vae.to(dtype)
+
+    def timed_prefix(**kwargs: Any) -> tuple[float, torch.Tensor]:
         if device.type == "cuda":
-            sampler.decode(vae, z, 10.0)  # warm-up (cuDNN algorithm choice, allocator)
-        seconds, wave = _timed(lambda: sampler.decode(vae, z, 10.0), device)
-        out[f"decode_10s_prefix_s_{name}"] = round(seconds, 3)
-        waves[name] = wave.cpu()
-    out["bf16_vs_fp32_waveform_rel"] = _rel(waves["bf16"], waves["fp32"])
+            sampler.decode(vae, z, 10.0, **kwargs)  # warm-up (cuDNN algorithm choice, allocator)
+        seconds, wave = _timed(lambda: sampler.decode(vae, z, 10.0, **kwargs), device)
+        return seconds, wave.cpu()
+
+    seconds, fp32 = timed_prefix()
+    out["decode_10s_prefix_s_fp32"] = round(seconds, 3)
     if device.type == "cuda":  # PyTorch's default: cuDNN convolutions in TF32 (the synthesiser turns that off)
-        vae.to(torch.float32)
-        seconds, wave = _timed(lambda: sampler.decode(vae, z, 10.0, strict_fp32=False), device)
+        seconds, wave = timed_prefix(strict_fp32=False)
         out["decode_10s_prefix_s_tf32conv"] = round(seconds, 3)
-        out["tf32conv_vs_fp32_waveform_rel"] = _rel(wave.cpu(), waves["fp32"])
+        out["tf32conv_vs_fp32_waveform_rel"] = _rel(wave, fp32)
     if full:
-        vae.to(torch.float32)
         seconds, wave = _timed(lambda: sampler.decode(vae, z, 10.0, margin=None), device)
-        out["decode_full_645_s_fp32"] = round(seconds, 2)
-        out["prefix_vs_full_rel"] = _rel(waves["fp32"], wave.cpu())
+        out["decode_full_645_s_fp32"] = round(seconds, 3)
+        out["prefix_vs_full_rel"] = _rel(fp32, wave.cpu())
         for margin in (8, 9):
             out[f"prefix_margin{margin}_vs_full_rel"] = _rel(sampler.decode(vae, z, 10.0, margin=margin).cpu(), wave.cpu())
+    vae.to(torch.bfloat16)
+    seconds, bf16 = timed_prefix()
+    out["decode_10s_prefix_s_bf16"] = round(seconds, 3)
+    out["bf16_vs_fp32_waveform_rel"] = _rel(bf16, fp32)
     return out
 
 
@@ -221,6 +227,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--config-from", metavar="FOLDER", default=None,
                         help="read the sizes from a weights folder (e.g. the tiny reference) instead of the "
                              "released ones: a quick smoke run of this script, not a measurement")
+    parser.add_argument("--decode-only", action="store_true", help="only the decoder rows (no transformer)")
     parser.add_argument("--clip", action="store_true",
                         help="with --load: time whole 10-s, 50-step synthesize() calls (fp32 and bf16)")
     parser.add_argument("--load", metavar="VOCAB_JSON", nargs="?", const="", default=None,
@@ -246,6 +253,12 @@ def main(argv: list[str]) -> dict[str, Any]:
     result: dict[str, Any] = {"device": str(device), "cpu": platform.processor() or platform.machine(),
                               "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0],
                               "timed_steps": args.steps, "extrapolated": True}
+    if args.decode_only:
+        result.update(bench_decode(config, device, args.full_decode))
+        for key, value in result.items():
+            if "decode" in key or key.endswith("_rel"):
+                print(f"{key}: {value:.3g}")
+        return result
     result.update(bench_transformer(config, device, args.steps))
     gc.collect()
     result.update(bench_decode(config, device, args.full_decode))
