@@ -116,7 +116,9 @@ class GraphedStep:
                 step(self._in, self._t)
         torch.cuda.current_stream(model_in.device).wait_stream(side)
         self._graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self._graph):
+        # thread_local: the app's map clicks may run the Sat2Sound model on the same GPU from another
+        # thread while this one captures; only this thread's calls are restricted during the capture
+        with torch.cuda.graph(self._graph, capture_error_mode="thread_local"):
             self._out = step(self._in, self._t)
 
     def __call__(self, model_in: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
