@@ -305,15 +305,20 @@ def _heatmap_inputs(ss: Any, ctl: Controls) -> tuple[Any, ...] | None:
             "Audio clip", type=list(inputs.AUDIO_TYPES), key="q_audio",
             help=f"A few seconds is enough; at most {inputs.MAX_AUDIO_BYTES // 2**20} MB.",
         )
+        whole = st.checkbox(
+            "Whole recording", value=True, key="q_whole",
+            help="The model hears 10 s at a time. On: a longer recording is heard as all its 10-s windows "
+                 "(their average, at most 32 spread over it). Off: only its first 10 s.",
+        )
         if up is None:
             return None
         inputs.check_audio_upload(up.name, up.size)
         data = up.getvalue()
         if kind == "audio":
-            return ("audio", up.name, data)
+            return ("audio", up.name, data, whole)
         default = captions[0] if captions else "birds chirping near a river"
         cap = st.text_input("Caption to compose with", value=default, key="q_comp_caption")
-        return ("composed", up.name, data, cap.strip()) if cap.strip() else None
+        return ("composed", up.name, data, cap.strip(), whole) if cap.strip() else None
     if kind == "concept":
         return ("concept",)
     return None
@@ -358,10 +363,10 @@ def _compute_heatmap(ss: Any, ctl: Controls, query: tuple[Any, ...]) -> Any:
             heat = result.word_heatmap(query[1], list(query[2]))
         elif kind == "audio":
             wav, sr = bridge.decode_audio(query[2])
-            heat = result.audio_heatmap(wav, sr, label=f"audio clip {query[1]}")
+            heat = result.audio_heatmap(wav, sr, label=f"audio clip {query[1]}", whole_recording=query[3])
         else:
             wav, sr = bridge.decode_audio(query[2])
-            heat = result.composed_heatmap(wav, sr, query[3])
+            heat = result.composed_heatmap(wav, sr, query[3], whole_recording=query[4])
     ss.heatmaps[cache_key] = heat
     return heat
 

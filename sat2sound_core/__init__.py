@@ -17,6 +17,7 @@ _LAZY = {
     "Encoding": "sat2sound_core.model.sat2sound",
     "image_to_tensor": "sat2sound_core.model.image",
     "log_mel": "sat2sound_core.model.audio",
+    "log_mel_windows": "sat2sound_core.model.audio",
     "load_audio": "sat2sound_core.model.audio",
     "Metadata": "sat2sound_core.model.metadata",
     "load_synthesizer": "sat2sound_core.synthesis",

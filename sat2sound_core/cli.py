@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an audio file (wav/flac/ogg/mp3) as query (repeatable)")
     q.add_argument("--compose", action="append", default=[], metavar="FILE:CAPTION",
                    help="a composed query: audio file plus caption, e.g. 'rain.wav:rain on a roof' (repeatable)")
+    q.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
+                   help="where the 10-s window of each audio file starts (default: %(default)s)")
+    q.add_argument("--whole-recording", action="store_true",
+                   help="use all 10-s windows of each audio file (mean of their normalised embeddings; "
+                        "at most 32, spread over the recording) instead of one window")
     q.add_argument("--concepts", action="store_true", help="add a band with each patch's top concept id")
     o = h.add_argument_group("output")
     o.add_argument("--out", "-o", required=True,
@@ -302,11 +307,13 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
         heatmaps.append(result.word_heatmap(caption, [w.strip() for w in words.split(",") if w.strip()]))
     for path in args.audio:
         samples, rate = _read_audio(path)
-        heatmaps.append(result.audio_heatmap(samples, rate, label=f"audio: {Path(path).name}"))
+        heatmaps.append(result.audio_heatmap(samples, rate, args.start, label=f"audio: {Path(path).name}",
+                                             whole_recording=args.whole_recording))
     for spec in args.compose:
         path, caption = _split(spec, "FILE:CAPTION")
         samples, rate = _read_audio(path)
-        heatmaps.append(result.composed_heatmap(samples, rate, caption))
+        heatmaps.append(result.composed_heatmap(samples, rate, caption, args.start,
+                                                whole_recording=args.whole_recording))
     cmap = result.concept_map(n_examples=0) if args.concepts else None
     tif = write_geotiff(out.with_name(out.name + ".tif"), heatmaps, result.chip, concept_map=cmap,
                         checkpoint=result.checkpoint, scale=result.scale, metadata=result.metadata, size=args.size)

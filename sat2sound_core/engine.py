@@ -62,6 +62,9 @@ UNKNOWN = "unknown"
 DEFAULT_AUDIO_SOURCE = "yfcc"
 DEFAULT_CAPTION_SOURCE = "meta"
 _META_FIELDS = ("lat", "lon", "hour", "month", "audio_source", "caption_source")
+#: windows averaged for a whole recording at most (spread evenly over it): 32 windows cover 5 min
+#: back to back and take ~2.5 s on a 2-core CPU
+MAX_RECORDING_WINDOWS = 32
 # chip geometry name for each model sat_type (tiles.fetch_chip)
 GEOMETRY_FOR_SAT_TYPE = {"bingmap": "bingmap", "sentinel": "sentinel", "googleEarth": "googleEarth"}
 
@@ -203,19 +206,20 @@ class ClickResult:
                             top_codes=top_codes(w, 5))
 
     def audio_heatmap(self, waveform: Any, sample_rate: int, start_seconds: float = 0.0,
-                      label: str = "audio clip") -> Heatmap:
-        """Where an audio clip's sound lives on the chip (same relevance as :meth:`text_heatmap`)."""
-        enc = self.engine.encode_audio(waveform, sample_rate, start_seconds)
+                      label: str = "audio clip", whole_recording: bool = False) -> Heatmap:
+        """Where an audio clip's sound lives on the chip (same relevance as :meth:`text_heatmap`);
+        ``whole_recording``: from all its 10-s windows (:meth:`Engine.encode_audio`)."""
+        enc = self.engine.encode_audio(waveform, sample_rate, start_seconds, whole_recording=whole_recording)
         w = enc.codebook_weights[0]
         return make_heatmap(query_relevance(self.patch_scores, w), self.geometry, label, "audio",
                             top_codes=top_codes(w, 5))
 
     def composed_heatmap(self, waveform: Any, sample_rate: int, caption: str,
-                         start_seconds: float = 0.0) -> Heatmap:
+                         start_seconds: float = 0.0, whole_recording: bool = False) -> Heatmap:
         """Map of the composed query l2n(l2n(audio) + l2n(caption)) (weights: docs/heatmaps.md)."""
         if not isinstance(caption, str) or not caption.strip():
             raise InputError("the caption of the composed query is empty")
-        a = self.engine.encode_audio(waveform, sample_rate, start_seconds)
+        a = self.engine.encode_audio(waveform, sample_rate, start_seconds, whole_recording=whole_recording)
         c = self.engine.encode_text(caption)
         w = composed_weights(a.codebook_weights[0], a.embedding[0], c.codebook_weights[0], c.embedding[0])
         return make_heatmap(query_relevance(self.patch_scores, w), self.geometry,
@@ -452,11 +456,16 @@ class Engine:
                 self._tokens.popitem(last=False)
         return tokens, scores
 
-    def encode_audio(self, waveform: Any, sample_rate: int, start_seconds: float = 0.0) -> Any:
-        """Encoding of a 10-s window of an audio clip (``waveform`` (T,) or (C, T) floats)."""
+    def encode_audio(self, waveform: Any, sample_rate: int, start_seconds: float = 0.0,
+                     whole_recording: bool = False) -> Any:
+        """Encoding of an audio clip (``waveform`` (T,) or (C, T) floats): its 10-s window from
+        ``start_seconds``, or with ``whole_recording`` the mean of its 10-s windows' normalised
+        embeddings (:meth:`Sat2Sound.encode_recording`; back to back, the last one aligned to the end,
+        at most :data:`MAX_RECORDING_WINDOWS` spread over the recording)."""
         import torch
 
         from sat2sound_core import log_mel
+        from sat2sound_core.model.audio import log_mel_windows
 
         arr = _as_float_waveform(waveform)
         if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
@@ -464,12 +473,15 @@ class Engine:
         duration = arr.shape[-1] / float(sample_rate)
         if duration < 0.5:
             raise InputError(f"the audio clip is too short ({duration:.2f} s); give at least 0.5 s of sound")
+        if whole_recording:
+            windows = log_mel_windows(arr, int(sample_rate), max_windows=MAX_RECORDING_WINDOWS)
+            return self.model.encode_recording(windows.mels)
         mel = log_mel(arr, int(sample_rate), start_seconds)
         return self.model.encode_audio(torch.as_tensor(mel)[None])
 
     # ---- audio and text as queries --------------------------------------------------------------
     def query_embedding(self, text: str | None = None, waveform: Any = None, sample_rate: int | None = None,
-                        start_seconds: float = 0.0) -> np.ndarray:
+                        start_seconds: float = 0.0, whole_recording: bool = False) -> np.ndarray:
         """L2-normalised embedding of a text, an audio clip, or both composed (l2n(l2n(a) + l2n(c)))."""
         from sat2sound_core.retrieval import compose, l2n
 
@@ -480,29 +492,31 @@ class Engine:
             raise InputError("give the audio clip's sample rate")
         if not has_audio and text is None:
             raise InputError("give a text, an audio clip, or both")
-        a = self.encode_audio(waveform, int(sample_rate), start_seconds).embedding[0] if has_audio else None  # type: ignore[arg-type]
+        a = (self.encode_audio(waveform, int(sample_rate), start_seconds,  # type: ignore[arg-type]
+                               whole_recording=whole_recording).embedding[0] if has_audio else None)
         c = self.encode_text(text).embedding[0] if text is not None else None
         if a is not None and c is not None:
             return compose(a, c).reshape(-1)
         return l2n(a if a is not None else c).reshape(-1)
 
     def search(self, text: str | None = None, waveform: Any = None, sample_rate: int | None = None,
-               k: int = 10, scale: int = 1, target: str = "text", gallery: Any = None) -> list[Any]:
+               k: int = 10, scale: int = 1, target: str = "text", gallery: Any = None,
+               whole_recording: bool = False) -> list[Any]:
         """Gallery rows for a text and/or audio query (audio → caption, audio → audio, composed …)."""
         from sat2sound_core.retrieval import retrieve
 
-        q = self.query_embedding(text, waveform, sample_rate)
+        q = self.query_embedding(text, waveform, sample_rate, whole_recording=whole_recording)
         return retrieve(self.get_gallery(gallery), q, k=k, scale=scale, target=target)
 
     def rank_places(self, results: Sequence[ClickResult], text: str | None = None, waveform: Any = None,
-                    sample_rate: int | None = None) -> list[tuple[ClickResult, float]]:
+                    sample_rate: int | None = None, whole_recording: bool = False) -> list[tuple[ClickResult, float]]:
         """Audio/text → image: analysed places ordered by cosine between their image embedding and the
         query (best first)."""
         from sat2sound_core.retrieval import rank_embeddings
 
         if not results:
             raise InputError("no analysed places to rank; analyse one or more points first")
-        q = self.query_embedding(text, waveform, sample_rate)
+        q = self.query_embedding(text, waveform, sample_rate, whole_recording=whole_recording)
         order, scores = rank_embeddings(q, np.stack([r.embedding for r in results]))
         return [(results[int(i)], float(s)) for i, s in zip(order, scores, strict=True)]
 

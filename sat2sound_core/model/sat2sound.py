@@ -339,6 +339,31 @@ class Sat2Sound(nn.Module):
         valid = torch.ones(frames.shape[:2], dtype=torch.bool, device=self.device)
         return self._finish(query, valid)
 
+    def encode_recording(self, mels: torch.Tensor, batch_size: int = 16) -> Encoding:
+        """One embedding for a whole recording from the log-mels of its 10-s windows (W, 1001, 64), as
+        :func:`~sat2sound_core.model.audio.log_mel_windows` gives them.
+
+        ``embedding`` (1, 1024) is the mean of the windows' L2-normalised embeddings, so every window
+        counts the same. Since each window's embedding is ``w_i·C`` (its sparsemax weights times the
+        codebook), that mean is ``(Σ w_i/|e_i|)·C / W``: ``codebook_weights`` (1, 16000) are those
+        weights rescaled to sum to 1, which is what heatmaps use. With one window the result has the
+        direction and the weights of :meth:`encode_audio`. Windows are embedded ``batch_size`` at a time.
+        """
+        if not isinstance(mels, torch.Tensor) or mels.ndim != 3 or mels.shape[0] < 1:
+            shape = tuple(mels.shape) if isinstance(mels, torch.Tensor) else type(mels).__name__
+            raise InputError(f"encode_recording needs log-mels of the windows, (W, 1001, 64) with W >= 1; got "
+                             f"{shape}. Make them with log_mel_windows(waveform, sample_rate).")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}.")
+        parts = [self.encode_audio(mels[i : i + batch_size]) for i in range(0, mels.shape[0], batch_size)]
+        embeddings = torch.cat([p.embedding for p in parts]).double()
+        weights = torch.cat([p.codebook_weights for p in parts]).double()
+        norms = embeddings.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+        mean = (embeddings / norms).mean(dim=0, keepdim=True)
+        w = (weights / norms).sum(dim=0, keepdim=True)
+        return Encoding(embedding=mean.float(), codebook_weights=(w / w.sum()).float(),
+                        token_scores=None, token_valid=None)
+
     def encode_text_states(self, hidden: torch.Tensor, mask: torch.Tensor,
                            return_token_scores: bool = False) -> Encoding:
         """Embed FLAN-T5 encoder hidden states (B, L, 1024) with their token mask (B, L) bool.

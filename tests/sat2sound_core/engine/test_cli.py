@@ -115,6 +115,31 @@ def test_heatmap_writes_cog_and_pngs_matching_the_engine(env, tmp_path: Path, ca
         assert meta["hour"] == 7 and meta["month"] is None and meta["lat"] == pytest.approx(LAT)
 
 
+def test_heatmap_of_a_whole_recording_and_of_a_later_window(env, tmp_path: Path, capsys) -> None:
+    """--whole-recording averages every 10-s window; --start picks one window; both match the library."""
+    rate = 16000
+    t = np.arange(25 * rate) / rate
+    wav = tmp_path / "walk.wav"
+    sf.write(wav, np.where(t < 12, 0.3 * np.sin(2 * np.pi * 300 * t), 0.3 * np.sin(2 * np.pi * 2500 * t)), rate)
+    prefix = tmp_path / "walk"
+    code, out, err = _run(capsys, "heatmap", "--lat", str(LAT), "--lon", str(LON), "-c", env["ckpt"],
+                          "--audio", str(wav), "--whole-recording", "--no-png", "--out", str(prefix))
+    assert code == 0, err
+    code, out, err = _run(capsys, "heatmap", "--lat", str(LAT), "--lon", str(LON), "-c", env["ckpt"],
+                          "--audio", str(wav), "--start", "15", "--no-png", "--out", str(tmp_path / "late"))
+    assert code == 0, err
+    from sat2sound_core import load_audio
+    from sat2sound_core.engine import Engine
+
+    samples, sr = load_audio(str(wav))
+    result = Engine(checkpoint=env["ckpt"], precision="fp32", device="cpu").analyze(LAT, LON)
+    with rasterio.open(tmp_path / "walk.tif") as whole, rasterio.open(tmp_path / "late.tif") as late:
+        np.testing.assert_allclose(whole.read(1), result.audio_heatmap(samples, sr, whole_recording=True).values,
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(late.read(1), result.audio_heatmap(samples, sr, 15.0).values, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(whole.read(1), late.read(1))
+
+
 def test_gallery_build_info_and_retrieve_with_audio(env, tmp_path: Path, capsys) -> None:
     (tmp_path / "clips").mkdir()
     _wav(tmp_path / "clips" / "a.wav", 200)

@@ -162,6 +162,32 @@ def _gallery_with_row(path: Path, target_row: int, vector: np.ndarray, n: int = 
                   checkpoint=checkpoint)
 
 
+def test_whole_recording_averages_its_windows(engine: Engine, model) -> None:
+    """A 25-s recording: windows at 0, 10 and 15 s; the heatmap and the query use their average."""
+    from sat2sound_core import log_mel_windows
+
+    rate = 32000
+    rng = np.random.default_rng(0)
+    wav = np.concatenate([_tone(10.0, 440.0), 0.3 * rng.standard_normal(15 * rate).astype(np.float32)])
+    windows = log_mel_windows(wav, rate)
+    assert windows.starts_seconds == (0.0, 10.0, 15.0)
+    whole = engine.encode_audio(wav, rate, whole_recording=True)
+    expected = model.encode_recording(windows.mels)
+    assert torch.equal(whole.embedding, expected.embedding)
+    first = engine.encode_audio(wav, rate)  # the first 10 s only: the tone
+    assert float(torch.nn.functional.cosine_similarity(whole.embedding, first.embedding)) < 0.9999
+    r = engine.analyze_chip(make_chip(), scale=1, now=NOW)
+    h = r.audio_heatmap(wav, rate, whole_recording=True)
+    assert not np.allclose(h.values, r.audio_heatmap(wav, rate).values)
+    q = engine.query_embedding(waveform=wav, sample_rate=rate, whole_recording=True)
+    e = expected.embedding[0].numpy()
+    np.testing.assert_allclose(q, e / np.linalg.norm(e), rtol=1e-5, atol=1e-6)
+    # a clip of 10 s or less is one window: the same map either way
+    short = _tone(4.0)
+    np.testing.assert_allclose(r.audio_heatmap(short, rate, whole_recording=True).values,
+                               r.audio_heatmap(short, rate).values, rtol=1e-4, atol=1e-6)
+
+
 def test_retrieve_finds_the_row_built_from_the_chip_embedding(tmp_path: Path, model) -> None:
     eng = Engine(checkpoint="tiny", model=model, gallery=tmp_path / "g.h5")
     r = eng.analyze_chip(make_chip(), scale=3, now=NOW)

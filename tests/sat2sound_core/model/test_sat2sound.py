@@ -156,6 +156,32 @@ def test_encode_audio(model: Sat2Sound) -> None:
         model.encode_audio([[0.0]])  # type: ignore[arg-type]
 
 
+def test_encode_recording_averages_normalised_window_embeddings(model: Sat2Sound) -> None:
+    torch.manual_seed(5)
+    mels = torch.randn(5, 1001, 64) * 10 - 40
+    mels[3] -= 30  # a quiet window
+    each = model.encode_audio(mels)
+    rec = model.encode_recording(mels, batch_size=2)  # three batches: 2 + 2 + 1
+    assert rec.embedding.shape == (1, model.config.codebook_dim)
+    assert rec.codebook_weights.shape == (1, model.config.codebook_size) and rec.token_scores is None
+    expected = F.normalize(each.embedding.double(), dim=-1).mean(0, keepdim=True)
+    torch.testing.assert_close(rec.embedding.double(), expected, rtol=1e-5, atol=1e-6)
+    # the weights are those of that direction: w·C is parallel to the mean embedding, and sum to 1
+    assert abs(float(rec.codebook_weights.sum()) - 1.0) < 1e-5
+    direction = rec.codebook_weights.double() @ model.fdt.space_dict.double()
+    assert float(F.cosine_similarity(direction, rec.embedding.double())) > 1 - 1e-6
+    # batching does not matter, and one window gives encode_audio's direction and weights
+    torch.testing.assert_close(model.encode_recording(mels, batch_size=16).embedding, rec.embedding,
+                               rtol=1e-5, atol=1e-6)
+    one = model.encode_recording(mels[:1])
+    assert float(F.cosine_similarity(one.embedding, each.embedding[:1])) > 1 - 1e-6
+    torch.testing.assert_close(one.codebook_weights, each.codebook_weights[:1], rtol=1e-4, atol=1e-6)
+    with pytest.raises(InputError, match="log_mel_windows"):
+        model.encode_recording(torch.zeros(1001, 64))
+    with pytest.raises(InputError, match="batch_size"):
+        model.encode_recording(mels, batch_size=0)
+
+
 def test_encode_text_states_and_mask_checks(model: Sat2Sound) -> None:
     torch.manual_seed(3)
     hidden = torch.randn(2, 6, model.config.text_dim)
