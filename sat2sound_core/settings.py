@@ -19,6 +19,12 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+def switch_off(name: str) -> bool:
+    """True when the on/off environment variable ``name`` (a performance switch such as
+    ``SAT2SOUND_FUSED_LINEAR``, default on) is set to 0, false, no or off."""
+    return os.environ.get(name, "1").strip().lower() in _FALSE - {""}
+
+
 def _default_home() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "sat2sound"

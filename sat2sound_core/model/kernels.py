@@ -9,15 +9,15 @@ GEMM (oneDNN binary post-op).
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sat2sound_core.settings import switch_off
+
 
 def _fused_available() -> bool:
-    if os.environ.get("SAT2SOUND_FUSED_LINEAR", "1").strip().lower() in ("0", "false", "no", "off"):
+    if switch_off("SAT2SOUND_FUSED_LINEAR"):
         return False
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 

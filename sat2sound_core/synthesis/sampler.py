@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from sat2sound_core.progress import CancelToken
+from sat2sound_core.settings import switch_off
 from sat2sound_core.synthesis.components import HOP, SAMPLE_RATE
 
 # Measured on the Oobleck decoder (docs/synthesis.md, tests/sat2sound_core/synthesis/test_decode.py): a
@@ -94,7 +94,7 @@ StepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def cuda_graphs_enabled() -> bool:
     """``SAT2SOUND_CUDA_GRAPHS`` (default on): replay the transformer step as a CUDA graph on a GPU."""
-    return os.environ.get("SAT2SOUND_CUDA_GRAPHS", "1").strip().lower() not in ("0", "false", "no", "off")
+    return not switch_off("SAT2SOUND_CUDA_GRAPHS")
 
 
 class GraphedStep:

@@ -72,3 +72,13 @@ def test_readme_documents_every_setting() -> None:
 def test_product_home_fixture(product_home: Path) -> None:
     assert get_settings().home == product_home
     assert get_settings().is_offline
+
+
+def test_switch_off_reads_performance_switches(monkeypatch) -> None:
+    from sat2sound_core.settings import switch_off
+
+    monkeypatch.delenv("SAT2SOUND_CUDA_GRAPHS", raising=False)
+    assert not switch_off("SAT2SOUND_CUDA_GRAPHS")  # default on
+    for value, off in (("0", True), (" Off ", True), ("false", True), ("no", True), ("1", False), ("", False)):
+        monkeypatch.setenv("SAT2SOUND_CUDA_GRAPHS", value)
+        assert switch_off("SAT2SOUND_CUDA_GRAPHS") is off, value
