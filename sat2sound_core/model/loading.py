@@ -116,29 +116,15 @@ def _fill_dead_keys(model: Sat2Sound, state_dict: Mapping[str, torch.Tensor]) ->
 
 
 def _check_keys(model: Sat2Sound, state_dict: Mapping[str, torch.Tensor], label: str) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    wrong_shape = sorted(
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(state_dict)
-        if tuple(state_dict[k].shape) != tuple(expected[k].shape)
-    )
-    if missing or unexpected or wrong_shape:
-        def few(keys: list[str]) -> str:
-            return ", ".join(keys[:8]) + (f" … (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+    from sat2sound_core.statedict import key_mismatch
 
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s): {few(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): {few(unexpected)}")
-        if wrong_shape:
-            parts.append(f"{len(wrong_shape)} shape mismatch(es): {few(wrong_shape)}")
+    problem = key_mismatch({k: v.shape for k, v in model.state_dict().items()},
+                           {k: v.shape for k, v in state_dict.items()})
+    if problem:
         raise WeightsError(
             f"{label} does not fit the Sat2Sound architecture ({model.config.sat_type}, "
-            f"metadata_type={model.config.metadata_type}): " + "; ".join(parts)
-            + ". It is probably another model or a damaged file; use an official sat2sound/*.ckpt."
+            f"metadata_type={model.config.metadata_type}): {problem}. "
+            "It is probably another model or a damaged file; use an official sat2sound/*.ckpt."
         )
 
 

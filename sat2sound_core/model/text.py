@@ -303,6 +303,8 @@ def build_t5_encoder(config: Mapping[str, Any], weights: EncoderWeights) -> Any:
     from safetensors import safe_open
     from transformers import T5Config, T5EncoderModel
 
+    from sat2sound_core.statedict import key_mismatch
+
     cfg = T5Config(**{k: v for k, v in config.items() if k not in ("architectures", "transformers_version")})
     with torch.device("meta"):
         model = T5EncoderModel(cfg)
@@ -320,12 +322,12 @@ def build_t5_encoder(config: Mapping[str, Any], weights: EncoderWeights) -> Any:
     if "shared.weight" not in state and _TIED in state:
         state["shared.weight"] = state[_TIED]
     state.pop(_TIED, None)
-    missing = sorted(set(expected) - set(state) - {_TIED})
-    wrong = [k for k in state if tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or wrong:
+    problem = key_mismatch({k: v.shape for k, v in expected.items()}, {k: v.shape for k, v in state.items()},
+                           allowed_missing={_TIED})
+    if problem:
         raise WeightsError(
-            f"{weights.path} does not hold a T5 encoder matching its config: missing {missing[:5]}, "
-            f"wrong shapes {wrong[:5]}. Delete it to download it again."
+            f"{weights.path} does not hold a T5 encoder matching its config: {problem}. "
+            "Delete it to download it again."
         )
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False, assign=True)
     model.encoder.embed_tokens = model.shared

@@ -262,23 +262,15 @@ def _file_keys(path: Path) -> dict[str, tuple[int, ...]]:
 def check_keys(
     path: Path, expected: dict[str, tuple[int, ...]], allowed_missing: frozenset[str] = frozenset()
 ) -> None:
-    """Raise :class:`WeightsError` unless the file's keys and shapes are exactly ``expected`` (minus
-    ``allowed_missing``, which must all be absent: a file that stores them is a different export)."""
-    found = _file_keys(path)
-    missing = sorted(set(expected) - set(found) - allowed_missing)
-    unexpected = sorted(set(found) - set(expected))
-    wrong = sorted(k for k in set(found) & set(expected) if tuple(found[k]) != tuple(expected[k]))
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[:5]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:5]})")
-        if wrong:
-            parts.append("wrong shapes: " + ", ".join(f"{k} {found[k]} != {expected[k]}" for k in wrong[:5]))
+    """Raise :class:`WeightsError` unless the file's keys and shapes are exactly ``expected``; the keys
+    in ``allowed_missing`` may be absent (when present, their shapes are checked too)."""
+    from sat2sound_core.statedict import key_mismatch
+
+    problem = key_mismatch(expected, _file_keys(path), allowed_missing)
+    if problem:
         raise WeightsError(
-            f"{path.name} does not match the TangoFlux architecture its config describes: "
-            + "; ".join(parts) + ". Re-download the file or check that config.json belongs to it."
+            f"{path.name} does not match the TangoFlux architecture its config describes: {problem}. "
+            "Re-download the file or check that config.json belongs to it."
         )
 
 

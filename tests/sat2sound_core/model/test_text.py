@@ -136,6 +136,25 @@ def test_a_full_t5_file_in_our_folder_is_used_first(
     assert torch.allclose(hidden[0], golden_tiny["cases"][0]["t5_hidden_cond"][0], atol=ATOL)
 
 
+def test_a_t5_file_with_a_wrong_or_missing_tensor_is_refused(tmp_path: Path, tiny: Path) -> None:
+    from safetensors.torch import load_file
+
+    from sat2sound_core.errors import WeightsError
+
+    config = json.loads((tiny / "tiny_t5" / "config.json").read_text())
+    state = load_file(tiny / "tiny_t5" / "model.safetensors")
+    layer_norm = next(k for k in state if k.startswith("encoder.final_layer_norm"))
+    bad = dict(state)
+    bad[layer_norm] = torch.zeros(3)
+    save_file(bad, tmp_path / "wrong.safetensors")
+    with pytest.raises(WeightsError, match=rf"1 shape mismatch\(es\): {layer_norm}: file \(3,\) vs model"):
+        text.build_t5_encoder(config, text.EncoderWeights(tmp_path / "wrong.safetensors", "", "full"))
+    del bad[layer_norm]
+    save_file(bad, tmp_path / "short.safetensors")
+    with pytest.raises(WeightsError, match=rf"1 missing key\(s\): {layer_norm}\. Delete it"):
+        text.build_t5_encoder(config, text.EncoderWeights(tmp_path / "short.safetensors", "", "full"))
+
+
 def test_offline_without_weights_names_what_is_missing(t5_dir: Path) -> None:
     with pytest.raises(DownloadError, match="offline") as info:
         load_text_encoder("cpu")
