@@ -40,3 +40,30 @@ def test_transformer_linears_run_through_the_kernel_module(tiny_dir: Path, monke
     plain = forward()
     assert not torch.equal(fused, torch.zeros_like(fused))
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_inplace_snake_is_bit_identical_to_the_stock_activation(tiny_dir: Path) -> None:
+    """Every Snake1d of the decoder runs in place, with the stock arithmetic: equal bit for bit (and
+    the stock forward, which autograd needs, when gradients are on)."""
+    from diffusers.models.autoencoders.autoencoder_oobleck import Snake1d
+
+    from sat2sound_core.synthesis.components import build_vae
+
+    torch.manual_seed(0)
+    vae = build_vae(read_config(tiny_dir)).eval()
+    snakes = [m for m in vae.modules() if isinstance(m, Snake1d)]
+    assert snakes and all(type(m) is not Snake1d for m in snakes)
+    snake = snakes[0]
+    with torch.no_grad():
+        snake.alpha.normal_()
+        snake.beta.normal_()
+    x = torch.randn(2, snake.alpha.shape[1], 300)
+    before = x.clone()
+    with torch.no_grad():
+        fast = snake(x)
+        stock = Snake1d.forward(snake, x)
+    assert torch.equal(fast, stock) and not torch.equal(fast, x)
+    assert torch.equal(x, before)  # the input is not modified
+    y = x.clone().requires_grad_(True)
+    snake(y).sum().backward()  # the in-place path would break autograd
+    assert y.grad is not None and torch.isfinite(y.grad).all()
