@@ -20,6 +20,15 @@ from sat2sound_core.progress import CancelToken
 log = logging.getLogger(__name__)
 
 
+def remaining_text(seconds: float | None) -> str:
+    """``" · about 4 min left"`` / ``" · about 20 s left"``, or ``""`` while the pace is unknown."""
+    if seconds is None:
+        return ""
+    if seconds >= 90:
+        return f" · about {round(seconds / 60)} min left"
+    return f" · about {max(1, round(seconds))} s left"
+
+
 @dataclass
 class Job:
     """State of one background call; read it from the page thread, written by the worker."""
@@ -33,6 +42,16 @@ class Job:
     error: BaseException | None = None
     started: float = field(default_factory=time.monotonic)
     _thread: threading.Thread | None = None
+    _first: tuple[float, float] | None = None  # (time, done) of the first progress report
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the pace since the first progress report (loading weights, which comes
+        before it, does not count); None until two reports have shown a pace."""
+        if self._first is None or self.done <= self._first[1]:
+            return None
+        pace = (time.monotonic() - self._first[0]) / (self.done - self._first[1])
+        return max(0.0, pace * (self.total - self.done))
 
     @property
     def finished(self) -> bool:
@@ -47,6 +66,8 @@ class Job:
     def progress(self, done: float, total: float, message: str = "") -> None:
         """The progress callback handed to the long call; raises ``Cancelled`` after :meth:`cancel`."""
         self.done, self.total, self.message = float(done), float(total), message
+        if self._first is None:
+            self._first = (time.monotonic(), self.done)
         self.token.check()
 
     def cancel(self) -> None:

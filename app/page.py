@@ -24,7 +24,7 @@ from streamlit_folium import st_folium
 from app import bridge, inputs, resources
 from app import config as app_config
 from app.inputs import AUTO, UNKNOWN, Point
-from app.jobs import Job
+from app.jobs import Job, remaining_text
 from app.map_view import Basemap, Footprint, Legend, Overlay, build_layers, build_map, zoom_for_span
 from sat2sound_core.errors import Sat2SoundError
 from sat2sound_core.progress import Cancelled
@@ -528,7 +528,7 @@ def _synthesis_progress(ss: Any) -> None:
         # Another click interrupts this loop (Streamlit reruns the page); the job keeps running and
         # the next run picks it up again. Only "Cancel synthesis" stops it.
         while not job.finished:
-            bar.progress(job.fraction, text=job.message or "denoising…")
+            bar.progress(job.fraction, text=(job.message or "denoising…") + remaining_text(job.eta_seconds))
             time.sleep(0.2)
         st.rerun()
     ss.synth_job = None

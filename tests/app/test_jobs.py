@@ -47,3 +47,22 @@ def test_errors_are_kept_for_the_page() -> None:
     job = Job("bad").start(work)
     assert job.wait(10)
     assert isinstance(job.error, InputError)
+
+
+def test_time_left_follows_the_pace_since_the_first_report(monkeypatch) -> None:
+    """Loading (before the first report) does not count; then seconds per step × steps left."""
+    import app.jobs as jobs
+
+    now = [100.0]
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: now[0])
+    job = Job("eta")
+    now[0] = 160.0  # a minute of loading weights
+    job.progress(1, 51, "step 1/50")
+    assert job.eta_seconds is None  # one report: no pace yet
+    now[0] = 172.0
+    job.progress(3, 51, "step 3/50")  # 6 s per step since the first report
+    assert job.eta_seconds == 6.0 * 48
+    assert jobs.remaining_text(job.eta_seconds) == " · about 5 min left"
+    assert jobs.remaining_text(42.4) == " · about 42 s left"
+    assert jobs.remaining_text(0.2) == " · about 1 s left"
+    assert jobs.remaining_text(None) == ""
