@@ -9,7 +9,6 @@ this config except the file names: the other configs' goldens are checked the sa
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import warnings
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from sat2sound_core import Metadata, image_to_tensor, load_model, log_mel
 from sat2sound_core.model.image import images_to_tensor
 from sat2sound_core.model.loading import clear_model_cache
 from tests.conftest import ResultsOnCpu, reference_file
+from tests.sat2sound_core.model.test_fidelity_network import load_make_weights, maxabs, rel
 
 pytestmark = pytest.mark.slow
 
@@ -32,22 +32,6 @@ EMB_TOL = 1e-5  # FDT embeddings
 W_TOL = 1e-6  # sparsemax weights
 REL_TOL = 1e-4  # tokens, relative to the largest magnitude
 META_NAMES = {"audio_source": ["yfcc", "iNat", "aporee", "freesound"], "caption_source": ["meta", "qwen", "pengi"]}
-
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12))
-
-
-def _maxabs(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).abs().max())
-
-
-def _make_weights_module(sat2sound_reference: Path) -> Any:
-    spec = importlib.util.spec_from_file_location("make_weights", reference_file(sat2sound_reference, "make_weights.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +55,7 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def official_ckpt(sat2sound_reference: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The synthetic official-layout checkpoint (≈670 MB), written once per test session."""
     out = tmp_path_factory.mktemp("weights") / f"weights_{CONFIG}_seed0.ckpt"
-    _make_weights_module(sat2sound_reference).make_checkpoint(
+    load_make_weights(sat2sound_reference).make_checkpoint(
         str(reference_file(sat2sound_reference, f"manifest_{CONFIG}.json")), str(out), 0
     )
     yield out
@@ -145,25 +129,25 @@ def test_image_path_matches_golden(image_run: dict, goldens: dict) -> None:
     gold, shared = goldens["model"], goldens["shared"]
     enc, tokens = image_run["enc"], image_run["tokens"]
     assert tokens.shape == gold["img/fused_tokens"].shape
-    assert _rel(tokens, gold["img/fused_tokens"]) < REL_TOL
+    assert rel(tokens, gold["img/fused_tokens"]) < REL_TOL
     assert enc.embedding.shape == (3, 1024) and enc.codebook_weights.shape == (3, 16000)
-    assert _maxabs(enc.embedding, gold["img/sd_img_ft"]) < EMB_TOL
-    assert _maxabs(enc.codebook_weights, gold["img/sparsemax_weights"]) < W_TOL
+    assert maxabs(enc.embedding, gold["img/sd_img_ft"]) < EMB_TOL
+    assert maxabs(enc.codebook_weights, gold["img/sparsemax_weights"]) < W_TOL
     scores = enc.token_scores
     assert tuple(scores.shape) == tuple(int(v) for v in gold["img/token_att_shape"])
-    assert _rel(scores[:, :, shared["code_subset"]], gold["img/token_att/codes_subset"]) < REL_TOL
-    assert _rel(scores.max(dim=1).values, gold["img/token_att/max_over_tokens"]) < REL_TOL
-    assert _rel(scores.sum(dim=-1), gold["img/token_att/sum_over_codes"]) < REL_TOL
+    assert rel(scores[:, :, shared["code_subset"]], gold["img/token_att/codes_subset"]) < REL_TOL
+    assert rel(scores.max(dim=1).values, gold["img/token_att/max_over_tokens"]) < REL_TOL
+    assert rel(scores.sum(dim=-1), gold["img/token_att/sum_over_codes"]) < REL_TOL
     agree = (scores.argmax(dim=-1) == gold["img/token_att/argmax_code_per_token"]).float().mean()
     assert agree > 0.99
     first = scores[0, :196, 0].reshape(14, 14)
-    assert _rel(first, gold["img/token_att_first196_zl1_code0_14x14"]) < REL_TOL
+    assert rel(first, gold["img/token_att_first196_zl1_code0_14x14"]) < REL_TOL
 
 
 def test_get_embeds_batch_and_composed_queries(model: Any, image_run: dict, goldens: dict) -> None:
     gold, shared = goldens["model"], goldens["shared"]
     # get_embeds ran on the first two zooms as one batch; results do not depend on batch mates
-    assert _maxabs(image_run["enc"].embedding[:2], gold["embeds/sat_ctotal"]) < EMB_TOL
+    assert maxabs(image_run["enc"].embedding[:2], gold["embeds/sat_ctotal"]) < EMB_TOL
     assert torch.equal(gold["embeds/fdt_sat"], gold["embeds/sat_ctotal"])
     st = shared["waveform_stereo_44100"]
     start = int(shared["mel_seeded_start_sample_32k"])
@@ -171,12 +155,12 @@ def test_get_embeds_batch_and_composed_queries(model: Any, image_run: dict, gold
     audio = model.encode_audio(mels).embedding
     caption = model.encode_text_states(shared["text_A/hidden"], shared["text_A/mask"]).embedding
     llava = model.encode_text_states(shared["text_B/hidden"], shared["text_B/mask"]).embedding
-    assert _maxabs(audio, gold["embeds/audio"]) < EMB_TOL
-    assert _maxabs(caption, gold["embeds/audio_caption"]) < EMB_TOL
-    assert _maxabs(llava, gold["embeds/fdt_txt"]) < EMB_TOL
+    assert maxabs(audio, gold["embeds/audio"]) < EMB_TOL
+    assert maxabs(caption, gold["embeds/audio_caption"]) < EMB_TOL
+    assert maxabs(llava, gold["embeds/fdt_txt"]) < EMB_TOL
     l2n = torch.nn.functional.normalize
-    assert _maxabs(l2n(l2n(audio) + l2n(caption)), gold["query/eval_l2n_of_l2n_sum"]) < EMB_TOL
-    assert _maxabs(l2n(audio + caption), gold["query/loss_l2n_of_raw_sum"]) < EMB_TOL
+    assert maxabs(l2n(l2n(audio) + l2n(caption)), gold["query/eval_l2n_of_l2n_sum"]) < EMB_TOL
+    assert maxabs(l2n(audio + caption), gold["query/loss_l2n_of_raw_sum"]) < EMB_TOL
 
 
 # ------------------------------------------------------------------------------------------ audio
@@ -187,22 +171,22 @@ def test_audio_path_from_raw_waveform_matches_golden(model: Any, goldens: dict) 
     mels = torch.stack([log_mel(st, 44100), log_mel(st, 44100, start_seconds=start / 32000)])
     assert (mels - gold["audio/mel_input"][:, 0]).abs().max() < 1e-3
     frames = model.audio_frames(mels)
-    assert _rel(frames, gold["audio/frame_tokens"]) < REL_TOL
+    assert rel(frames, gold["audio/frame_tokens"]) < REL_TOL
     enc = model.encode_audio(mels, return_token_scores=True)
-    assert _maxabs(enc.embedding, gold["audio/sd_audio_ft"]) < EMB_TOL
-    assert _maxabs(enc.codebook_weights, gold["audio/sparsemax_weights"]) < W_TOL
+    assert maxabs(enc.embedding, gold["audio/sd_audio_ft"]) < EMB_TOL
+    assert maxabs(enc.codebook_weights, gold["audio/sparsemax_weights"]) < W_TOL
     scores = enc.token_scores
     assert scores.shape == (2, 32, 16000)
-    assert _rel(scores[:, :, shared["code_subset"]], gold["audio/token_att/codes_subset"]) < REL_TOL
-    assert _rel(scores.max(dim=1).values, gold["audio/token_att/max_over_tokens"]) < REL_TOL
+    assert rel(scores[:, :, shared["code_subset"]], gold["audio/token_att/codes_subset"]) < REL_TOL
+    assert rel(scores.max(dim=1).values, gold["audio/token_att/max_over_tokens"]) < REL_TOL
     assert torch.equal(scores.argmax(dim=-1), gold["audio/token_att/argmax_code_per_token"])
 
 
 def test_short_clip_is_padded_and_matches(model: Any, goldens: dict) -> None:
     gold, shared = goldens["model"], goldens["shared"]
     mel = log_mel(shared["waveform_mono_32000"][0, : 3 * 32000], 32000)
-    assert _rel(model.audio_frames(mel[None]), gold["audio/short3s/frame_tokens"]) < REL_TOL
-    assert _maxabs(model.encode_audio(mel[None]).embedding, gold["audio/short3s/sd_audio_ft"]) < EMB_TOL
+    assert rel(model.audio_frames(mel[None]), gold["audio/short3s/frame_tokens"]) < REL_TOL
+    assert maxabs(model.encode_audio(mel[None]).embedding, gold["audio/short3s/sd_audio_ft"]) < EMB_TOL
 
 
 # ------------------------------------------------------------------------------------------ text
@@ -211,15 +195,15 @@ def test_text_states_match_golden(model: Any, goldens: dict, name: str) -> None:
     gold, shared = goldens["model"], goldens["shared"]
     hidden, mask = shared[f"text_{name}/hidden"], shared[f"text_{name}/mask"]
     enc = model.encode_text_states(hidden, mask, return_token_scores=True)
-    assert _maxabs(enc.embedding, gold[f"txt_{name}/sd_txt_ft"]) < EMB_TOL
-    assert _maxabs(enc.codebook_weights, gold[f"txt_{name}/sparsemax_weights"]) < W_TOL
+    assert maxabs(enc.embedding, gold[f"txt_{name}/sd_txt_ft"]) < EMB_TOL
+    assert maxabs(enc.codebook_weights, gold[f"txt_{name}/sparsemax_weights"]) < W_TOL
     # the official masked token attention is S = T/32 with padded tokens zeroed
     masked = enc.token_scores / 32 * mask[..., None]
-    assert _rel(masked[:, :, shared["code_subset"]], gold[f"txt_{name}/token_att/codes_subset"]) < REL_TOL
+    assert rel(masked[:, :, shared["code_subset"]], gold[f"txt_{name}/token_att/codes_subset"]) < REL_TOL
     if f"txt_{name}/token_att_full" in gold:
-        assert _rel(masked, gold[f"txt_{name}/token_att_full"]) < REL_TOL
+        assert rel(masked, gold[f"txt_{name}/token_att_full"]) < REL_TOL
     # and the official multiplicative mask matters: without it the embedding differs
-    assert _maxabs(gold[f"txt_{name}/sd_txt_ft_no_mask"], gold[f"txt_{name}/sd_txt_ft"]) > 10 * EMB_TOL
+    assert maxabs(gold[f"txt_{name}/sd_txt_ft_no_mask"], gold[f"txt_{name}/sd_txt_ft"]) > 10 * EMB_TOL
 
 
 # ------------------------------------------------------------------------------------------ extra
@@ -230,27 +214,27 @@ def test_mixed_metadata_batch_and_single_items(model: Any, goldens: dict) -> Non
     x = images_to_tensor([pixels] * 3, zooms, "bingmap")
     metas = [_metadata(extra, i) for i in range(3)]
     tokens, valid = model.image_tokens(x, zooms, metas)
-    assert _rel(tokens, extra["b3/fused_tokens"]) < REL_TOL
+    assert rel(tokens, extra["b3/fused_tokens"]) < REL_TOL
     m = int(extra["n_meta_tokens"])
     zero = (tokens[:, 196:] == 0).all(dim=-1)
     assert torch.equal(zero, extra["b3/fused_meta_positions_exactly_zero"])
     assert torch.equal(valid[:, 196:], extra["b3/meta_token_masks"])
     enc = model.encode_image(x, zooms, metas)
-    assert _maxabs(enc.embedding, extra["b3/sd_img_ft"]) < EMB_TOL
-    assert _maxabs(enc.codebook_weights, extra["b3/sparsemax_weights"]) < W_TOL
+    assert maxabs(enc.embedding, extra["b3/sd_img_ft"]) < EMB_TOL
+    assert maxabs(enc.codebook_weights, extra["b3/sparsemax_weights"]) < W_TOL
     for i in (0, 2):  # alone: the full-metadata item and the one with month and time unknown
         one = model.encode_image(image_to_tensor(pixels, zooms[i], "bingmap")[None], zooms[i], metas[i],
                                  return_token_scores=(i == 0))
-        assert _maxabs(one.embedding[0], extra[f"b1/item{i}/sd_img_ft"]) < EMB_TOL
-        assert _maxabs(one.codebook_weights[0], extra[f"b1/item{i}/sparsemax_weights"]) < W_TOL
+        assert maxabs(one.embedding[0], extra[f"b1/item{i}/sd_img_ft"]) < EMB_TOL
+        assert maxabs(one.codebook_weights[0], extra[f"b1/item{i}/sparsemax_weights"]) < W_TOL
         if i == 0:  # the heatmap of the official map demo: first 196 tokens, top-64 codes
             scores = one.token_scores[0]
             assert scores.shape == (196 + m, 16000)
             first = scores[:196]
-            assert _rel(first.max(dim=0).values, extra["heatmap/max_over_first196"]) < REL_TOL
-            assert _rel(scores.max(dim=0).values, extra["heatmap/max_over_all_tokens"]) < REL_TOL
+            assert rel(first.max(dim=0).values, extra["heatmap/max_over_first196"]) < REL_TOL
+            assert rel(scores.max(dim=0).values, extra["heatmap/max_over_all_tokens"]) < REL_TOL
             top = extra["heatmap/top64_codes"]
-            assert _rel(first[:, top], extra["heatmap/token_att_first196_top64"]) < REL_TOL
+            assert rel(first[:, top], extra["heatmap/token_att_first196_top64"]) < REL_TOL
             ours_top = torch.sort(first.max(dim=0).values, descending=True, stable=True).indices[:64]
             assert len(set(ours_top.tolist()) & set(top.tolist())) >= 63
 
@@ -287,7 +271,7 @@ def test_converted_safetensors_reload_gives_identical_outputs(
 def test_nometa_checkpoint_warns_and_ignores_metadata(
     sat2sound_reference: Path, tmp_path: Path, session_home: Path, goldens: dict
 ) -> None:
-    make = _make_weights_module(sat2sound_reference)
+    make = load_make_weights(sat2sound_reference)
     ckpt = tmp_path / "bingmap_nometa.ckpt"
     make.make_checkpoint(str(reference_file(sat2sound_reference, "manifest_bingmap_nometa.json")), str(ckpt), 0)
     nometa = load_model(ckpt, text_encoder=False, use_cache=False)
