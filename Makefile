@@ -6,11 +6,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
-APT_PACKAGES := chromium fonts-dejavu-core
+APT_PACKAGES := chromium fonts-dejavu-core g++
 STAMP_RUN := $(VENV)/.stamp-run
 STAMP_DEV := $(VENV)/.stamp-dev
 STAMP_APT := $(VENV)/.stamp-apt
 STAMP_ASSETS := app/static/vendor/.stamp
+STAMP_NATIVE := $(VENV)/.stamp-native
 
 .PHONY: run test bench lint install install-dev apt assets clean help
 
@@ -50,8 +51,14 @@ $(STAMP_ASSETS): app/vendor_assets.py $(STAMP_RUN)
 	$(PY) app/vendor_assets.py
 	touch $@
 
-install: $(STAMP_RUN) $(STAMP_ASSETS)
-install-dev: install $(STAMP_DEV) $(STAMP_APT)
+# The fused CPU attention kernel of the audio tower, compiled for this machine (needs a C++ compiler,
+# g++ from apt here; without one the model uses PyTorch's attention and this step says so). The stamp is
+# only written after a successful build, so a later run tries again.
+$(STAMP_NATIVE): sat2sound_core/model/native/window_attention.cpp $(STAMP_RUN)
+	$(PY) -m sat2sound_core.model.native && if $(PY) -c "from sat2sound_core.model import native; raise SystemExit(not native.available())"; then touch $@; fi
+
+install: $(STAMP_RUN) $(STAMP_ASSETS) $(STAMP_NATIVE)
+install-dev: $(STAMP_APT) install $(STAMP_DEV)
 apt: $(STAMP_APT)
 assets: $(STAMP_ASSETS)
 

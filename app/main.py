@@ -19,6 +19,7 @@ if str(_REPO) not in sys.path:  # `streamlit run app/main.py` puts app/ (not the
 import streamlit as st  # noqa: E402
 
 from app import page  # noqa: E402
+from sat2sound_core.allocator import tune_allocator  # noqa: E402
 
 _level = os.environ.get("SAT2SOUND_LOG_LEVEL", "INFO").strip().upper()
 logging.basicConfig(
@@ -26,6 +27,7 @@ logging.basicConfig(
     format="%(asctime)s %(levelname)s %(name)s: %(message)s",
 )
 
+tune_allocator()  # reuse freed activation memory instead of page-faulting it in again (once per process)
 st.set_page_config(page_title="Sat2Sound soundscape map", layout="wide")
 try:
     page.render()

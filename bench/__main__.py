@@ -17,6 +17,10 @@ HERE = Path(__file__).parent
 
 
 def main(argv: list[str]) -> int:
+    from sat2sound_core.allocator import allocator_status, tune_allocator
+
+    tune_allocator()  # what the app and the command line run with
+    print(allocator_status())
     names = [a for a in argv if not a.startswith("-")]
     extra = [a for a in argv if a.startswith("-")]
     modules = sorted(p.stem for p in HERE.glob("bench_*.py"))

@@ -414,8 +414,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from sat2sound_core.allocator import tune_allocator
     from sat2sound_core.errors import Sat2SoundError
 
+    tune_allocator()
     expected: tuple[type[BaseException], ...] = (Sat2SoundError,)
     try:
         from tiles.errors import TilesError

@@ -26,12 +26,40 @@ def sparsemax(z: torch.Tensor) -> torch.Tensor:
     """
     z = z.float()
     z = z - z.amax(dim=-1, keepdim=True)
+    n = z.shape[-1]
+    if n > 4 * _SUPPORT_GUESS:
+        # the support is a handful of codes: the formula over the largest _SUPPORT_GUESS values gives
+        # the same τ whenever the support ends inside them (checked per row), without sorting all n
+        top = torch.topk(z, _SUPPORT_GUESS, dim=-1, sorted=True).values
+        k, tau = _sparsemax_threshold(top)
+        if bool((k < _SUPPORT_GUESS).all()):
+            return torch.clamp_min(z - tau, 0.0)
     zs = torch.sort(z, dim=-1, descending=True).values
-    ks = torch.arange(1, z.shape[-1] + 1, device=z.device, dtype=z.dtype)
+    _, tau = _sparsemax_threshold(zs)
+    return torch.clamp_min(z - tau, 0.0)
+
+
+#: how many of the largest scores :func:`sparsemax` looks at before falling back to a full sort
+_SUPPORT_GUESS = 256
+
+
+def _sparsemax_threshold(zs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Support size ``k*`` and threshold ``τ`` from the row-wise descending values ``zs`` (all of them,
+    or the largest ones when the support is shorter)."""
+    ks = torch.arange(1, zs.shape[-1] + 1, device=zs.device, dtype=zs.dtype)
     is_gt = (1 + ks * zs) > torch.cumsum(zs, dim=-1)
     k = torch.amax(is_gt * ks, dim=-1, keepdim=True)
     tau = (torch.sum(is_gt * zs, dim=-1, keepdim=True) - 1) / k
-    return torch.clamp_min(z - tau, 0.0)
+    return k, tau
+
+
+def sparse_mix(weights: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """``weights @ codebook`` (float32) for sparse (B, K) weights: only the codes some row uses are
+    read, instead of the whole (K, D) codebook (64 MB at full size) for a few dozen non-zeros."""
+    used = (weights != 0).any(dim=0).nonzero().squeeze(1)
+    if used.numel() * 8 > weights.shape[-1]:
+        return torch.matmul(weights, codebook.float())
+    return torch.matmul(weights.index_select(-1, used), codebook.index_select(0, used).float())
 
 
 class QueryModel(nn.Module):
@@ -91,5 +119,5 @@ class FDT(nn.Module):
             masked = scores if mask is None else scores * mask[..., None].to(scores.dtype)
             pooled = masked.amax(dim=1).float() / self.scale / self.temperature
             weights = sparsemax(pooled)
-            embedding = torch.matmul(weights, self.space_dict.float())
+            embedding = sparse_mix(weights, self.space_dict)
         return CodebookQuery(weights, embedding, scores.float() if return_scores else None)

