@@ -13,6 +13,7 @@ bench runner passes it through).
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable
 
@@ -64,6 +65,42 @@ def gemm_peak(dtype: torch.dtype, device: torch.device, sizes: tuple[int, ...], 
     return best
 
 
+def paired_fraction(run: Callable[[], object], flops: float, dtype: torch.dtype, device: torch.device,
+                    pairs: int) -> tuple[float, list[float]]:
+    """Median over ``pairs`` model calls of (achieved FLOP/s) / (the GEMM peak measured right before
+    and right after that call, whichever is higher).
+
+    A shared CPU's speed drifts by 15 % and more over minutes (the GEMM peak of the benchmark machine
+    ranged from 131 to 220 GFLOP/s within 20 minutes), so a peak measured minutes away from the model
+    misstates the fraction in either direction; a peak taken around each call does not. Taking the
+    higher of the two GEMMs and the median of the pairs keeps it conservative."""
+    n = 4096
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    onednn = device.type == "cpu" and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+    def gemm_rate() -> float:
+        start = time.perf_counter()
+        if onednn:
+            torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+        else:
+            torch.matmul(a, b)
+        _sync(device)
+        return 2 * n**3 / (time.perf_counter() - start)
+
+    gemm_rate()
+    run()
+    ratios = []
+    for _ in range(pairs):
+        before = gemm_rate()
+        start = time.perf_counter()
+        run()
+        _sync(device)
+        seconds = time.perf_counter() - start
+        ratios.append(flops / seconds / max(before, gemm_rate()))
+    return statistics.median(ratios), ratios
+
+
 def _linear_flops(x_shape: tuple[int, ...], *args: object, **kwargs: object) -> int:
     # default overload: (X, W, B, attr, ...); ``.binary`` (fused residual add): (X, other, W, B, attr).
     # The add itself is not counted (like bias adds and activations, it is not matrix math).
@@ -85,40 +122,61 @@ def _sdpa_flops(q_shape: tuple[int, ...], k_shape: tuple[int, ...], v_shape: tup
     return 2 * n * length * k_shape[-2] * dim + 2 * n * length * k_shape[-2] * v_shape[-1]
 
 
+def _window_attention_flops(qkv_shape: tuple[int, ...], rel_shape: tuple[int, ...], *args: object,
+                            **kwargs: object) -> int:
+    # the native kernel: per query and head, N·d multiply-adds for the scores and N·d for the output
+    rows, channels = qkv_shape[0], qkv_shape[1] // 3
+    return 4 * rows * rel_shape[1] * channels
+
+
 def count_flops(fn: Callable[[], object]) -> int:
     """FLOPs of one call: torch's flop counter plus the CPU kernels it does not know (oneDNN linear,
-    CPU flash attention)."""
+    CPU flash attention, this project's native window attention)."""
+    from sat2sound_core.model import native
+
     custom = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
     if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
         custom[torch.ops.mkldnn._linear_pointwise] = _linear_flops
+    if native.available():
+        custom[torch.ops.sat2sound.window_attention] = _window_attention_flops
     with FlopCounterMode(display=False, custom_mapping=custom) as counter:
         fn()
     return int(counter.get_total_flops())
 
 
-def _audio_cpu_speedups(model: Sat2Sound, mels: torch.Tensor, ours: float, repeats: int) -> dict:
-    """fp32 audio throughput with each CPU speed-up of the audio tower switched off in turn (same run,
-    same batch): the native window attention and the prepacked GEMM weights. The allocator setting is
-    process-wide and cannot be switched back; ``allocator`` says which one this run used."""
+def _audio_cpu_speedups(model: Sat2Sound, mels: torch.Tensor, repeats: int) -> dict:
+    """fp32 audio time per batch with the CPU speed-ups of the audio tower switched off in turn: the
+    native window attention and the prepacked GEMM weights. The configurations take turns, one call
+    each per round, and each is summarised by its median, so a drift of the machine's speed during
+    the run hits them all alike. The allocator setting is process-wide and cannot be switched back;
+    ``allocator`` says which one this run used."""
     from sat2sound_core.allocator import allocator_status
     from sat2sound_core.model import kernels, native
 
     print(f"native kernels: {native.status()}; {allocator_status()}")
-    variants = {"without native attention": (False, True), "without packed weights": (True, False),
-                "without both": (False, False)}
-    result: dict[str, object] = {"allocator": allocator_status(), "native": native.status()}
-    b = mels.shape[0]
     packing = kernels.packing_enabled()
-    for label, (use_native, use_packing) in variants.items():
-        native.set_enabled(use_native)
-        kernels.set_packing(use_packing and packing)
-        try:
-            per_s = b / _time(lambda: model.encode_audio(mels), torch.device("cpu"), repeats, 30.0)
-        finally:
-            native.set_enabled(True)
-            kernels.set_packing(packing)
-        result[label] = {"embeddings_per_s": per_s, "ours_over_this": ours / per_s}
-        print(f"fp32 audio batch {b} {label}: {per_s:.2f} emb/s; ours is {ours / per_s:.2f}x that")
+    variants = {"ours": (True, packing), "without native attention": (False, packing),
+                "without packed weights": (True, False), "without both": (False, False)}
+    times: dict[str, list[float]] = {label: [] for label in variants}
+    try:
+        for _ in range(repeats + 1):  # the first round warms every configuration up and is dropped
+            for label, (use_native, use_packing) in variants.items():
+                native.set_enabled(use_native)
+                kernels.set_packing(use_packing)
+                start = time.perf_counter()
+                model.encode_audio(mels)
+                times[label].append(time.perf_counter() - start)
+    finally:
+        native.set_enabled(True)
+        kernels.set_packing(packing)
+    median = {label: statistics.median(t[1:]) for label, t in times.items()}
+    result: dict[str, object] = {"allocator": allocator_status(), "native": native.status(),
+                                 "median_seconds_per_batch": median}
+    for label in variants:
+        if label != "ours":
+            result[label] = {"ours_over_this": median[label] / median["ours"]}
+            print(f"fp32 audio batch {mels.shape[0]} {label}: {median[label]:.3f} s per batch (median of "
+                  f"{repeats}, taking turns); ours {median['ours']:.3f} s, {median[label] / median['ours']:.2f}x faster")
     return result
 
 
@@ -172,11 +230,18 @@ def main(argv: list[str]) -> dict:
                              "achieved_gflop_s": achieved / 1e9, "fraction_of_peak": achieved / peak[precision]})
                 print(f"{precision} {kind:5s} batch {b:2d}: {per_s:7.2f} emb/s  {achieved / 1e9:7.1f} GFLOP/s "
                       f"= {100 * achieved / peak[precision]:5.1f}% of the {precision} peak so far", flush=True)
+                if b == max(batches):
+                    median, ratios = paired_fraction(run, flops[kind] * b, torch.float32 if precision == "fp32"
+                                                     else torch.bfloat16, device, repeats)
+                    rows[-1]["paired_fraction_of_peak"] = median
+                    rows[-1]["paired_fractions"] = ratios
+                    print(f"{precision} {kind:5s} batch {b:2d}: {100 * median:5.1f}% of the {precision} GEMM peak "
+                          f"measured around each call (median of {len(ratios)}: "
+                          f"{', '.join(f'{100 * r:.0f}' for r in ratios)})", flush=True)
 
         if precision == "fp32" and device.type == "cpu" and "audio" in kinds:
             b = max(batches)
-            ours = next(r["embeddings_per_s"] for r in rows if (r["kind"], r["batch"]) == ("audio", b))
-            speedups = _audio_cpu_speedups(model, mels[b], ours, repeats)
+            speedups = _audio_cpu_speedups(model, mels[b], repeats)
 
     # the machine may be shared: measure the peak again after the model runs and keep the best
     for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
@@ -191,15 +256,23 @@ def main(argv: list[str]) -> dict:
 
     b = max(batches)
     targets = {}
+    def row(p: str, k: str) -> dict:
+        return next(r for r in rows if (r["precision"], r["kind"], r["batch"]) == (p, k, b))
+
     for kind in kinds:
-        fp32_frac = next(r["fraction_of_peak"] for r in rows if (r["precision"], r["kind"], r["batch"]) == ("fp32", kind, b))
-        bf16_frac = next(r["fraction_of_peak"] for r in rows if (r["precision"], r["kind"], r["batch"]) == ("bf16", kind, b))
+        # the targets are judged on the fraction of the peak measured around each call (see
+        # paired_fraction); the best call over the best peak of the run is reported beside it
+        fp32_frac, bf16_frac = row("fp32", kind)["paired_fraction_of_peak"], row("bf16", kind)["paired_fraction_of_peak"]
         speedup = rate("bf16", kind, b) / rate("fp32", kind, b)
         targets[kind] = {"fp32_fraction_of_peak": fp32_frac, "fp32_target_0.8_met": fp32_frac >= 0.8,
+                         "fp32_best_over_run_peak": row("fp32", kind)["fraction_of_peak"],
                          "bf16_speedup": speedup, "bf16_speedup_target_4x_met": speedup >= 4.0,
-                         "bf16_fraction_of_peak": bf16_frac, "bf16_target_0.5_met": bf16_frac >= 0.5}
-        print(f"{kind} batch {b}: fp32 {100 * fp32_frac:.0f}% of peak (target 80%), bf16 {speedup:.2f}x fp32 "
-              f"(target 4x), bf16 {100 * bf16_frac:.0f}% of bf16 peak (target 50%)")
+                         "bf16_fraction_of_peak": bf16_frac, "bf16_target_0.5_met": bf16_frac >= 0.5,
+                         "bf16_best_over_run_peak": row("bf16", kind)["fraction_of_peak"]}
+        print(f"{kind} batch {b}: fp32 {100 * fp32_frac:.0f}% of the peak around each call (target 80%; best "
+              f"call over the run's best peak {100 * row('fp32', kind)['fraction_of_peak']:.0f}%), bf16 "
+              f"{speedup:.2f}x fp32 (target 4x), bf16 {100 * bf16_frac:.0f}% of the bf16 peak around each call "
+              f"(target 50%; {100 * row('bf16', kind)['fraction_of_peak']:.0f}% best over best)")
     for kind in kinds:  # random weights and inputs: a sanity check; the reference inputs are in the tests
         cos = torch.nn.functional.cosine_similarity(embeddings[("bf16", kind)], embeddings[("fp32", kind)], dim=-1)
         targets[kind]["bf16_min_cosine_to_fp32"] = float(cos.min())

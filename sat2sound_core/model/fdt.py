@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sat2sound_core.model.config import ModelConfig
-from sat2sound_core.model.kernels import linear, linear_gelu
+from sat2sound_core.model.kernels import linear, linear_gelu, prepack_weight
 
 
 def sparsemax(z: torch.Tensor) -> torch.Tensor:
@@ -113,6 +113,8 @@ class FDT(nn.Module):
         with torch.autocast(tokens.device.type, enabled=False):
             q = query_model(tokens.float())
             codebook = self.space_dict if self.score_codebook is None else self.score_codebook
+            if codebook.device.type == "cpu":
+                prepack_weight(codebook)  # the (16000, 1024) GEMM of every query, ~15 % faster blocked
             scores = linear(q, codebook, None)  # (B,N,K) raw token·code products (oneDNN GEMM on CPU)
             # official: S = T/√D; S·mask; S/temperature; max over tokens. Division by a positive
             # constant is monotone, so pooling first and scaling the (B,K) maxima is bit-identical.

@@ -55,8 +55,14 @@ def prepack(module: nn.Module) -> None:
     oneDNN-blocked copy, made on first use and again whenever the weight changes (a new version, device
     or dtype). Idempotent and cheap; the copy lives on the weight tensor and goes with it."""
     for layer in module.modules():
-        if isinstance(layer, nn.Linear) and not hasattr(layer.weight, _MARK):
-            setattr(layer.weight, _MARK, None)
+        if isinstance(layer, nn.Linear):
+            prepack_weight(layer.weight)
+
+
+def prepack_weight(weight: torch.Tensor) -> None:
+    """Mark one (out, in) weight for packing, like :func:`prepack` does for a module's layers."""
+    if not hasattr(weight, _MARK):
+        setattr(weight, _MARK, None)
 
 
 def _packed(weight: torch.Tensor) -> torch.Tensor:

@@ -112,10 +112,8 @@ def test_click_listen_synthesise_upload_and_export(server: harness.StreamlitServ
 
             # the GeoTIFF holds both heatmaps, in EPSG:3857, around the click
             _open_tab(page, "Downloads", page.get_by_role("button", name=re.compile("GeoTIFF")))
-            with page.expect_download(timeout=120_000) as info:
-                page.get_by_role("button", name=re.compile("GeoTIFF")).click()
             tif = tmp_path / "heatmaps.tif"
-            info.value.save_as(tif)
+            _download(page, page.get_by_role("button", name=re.compile("GeoTIFF"))).save_as(tif)
             with rasterio.open(tif) as ds:
                 assert ds.crs.to_epsg() == 3857
                 assert ds.count >= 3  # text, audio clip and composed maps
@@ -129,10 +127,9 @@ def test_click_listen_synthesise_upload_and_export(server: harness.StreamlitServ
             got = {}
             for name, pattern in (("csv", "Captions (CSV)"), ("wav", "WAV: synth"), ("json", "JSON sidecar"),
                                   ("png", "PNG of the heatmap")):
-                with page.expect_download(timeout=120_000) as info:
-                    page.get_by_role("button", name=re.compile(re.escape(pattern))).first.click()
-                got[name] = tmp_path / info.value.suggested_filename
-                info.value.save_as(got[name])
+                download = _download(page, page.get_by_role("button", name=re.compile(re.escape(pattern))).first)
+                got[name] = tmp_path / download.suggested_filename
+                download.save_as(got[name])
             rows = list(csv.DictReader(got["csv"].open()))
             assert len(rows) == 8 and rows[0]["rank"] == "1" and float(rows[0]["score"]) >= float(rows[1]["score"])
             samples, rate = sf.read(got["wav"])
@@ -147,6 +144,22 @@ def test_click_listen_synthesise_upload_and_export(server: harness.StreamlitServ
             harness.screenshot(page, "test_browser_failure")
             (harness.ARTIFACTS / "test_browser_server.log").write_text(server.log_tail(200))
             raise
+
+
+def _download(page, button, attempts: int = 3):  # type: ignore[no-untyped-def]
+    """Click a download button until its file arrives. Streamlit builds the file when clicked and
+    forgets a button's file when the page reruns; a click that lands on a button drawn by the previous
+    run finds nothing ("Deferred file … not found" in the server log) and the user clicks again."""
+    for attempt in range(attempts):
+        try:
+            with page.expect_download(timeout=60_000 if attempt < attempts - 1 else 120_000) as info:
+                button.click()
+            return info.value
+        except Exception:  # noqa: BLE001 - retried; the last attempt raises
+            if attempt == attempts - 1:
+                raise
+            page.wait_for_timeout(1000)
+    raise AssertionError("unreachable")
 
 
 def _open_tab(page, name: str, expect, attempts: int = 5) -> None:  # type: ignore[no-untyped-def]

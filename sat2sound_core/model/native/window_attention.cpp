@@ -62,6 +62,53 @@ inline v16 exp_nonpositive(v16 x) {
   return p * scale;
 }
 
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+
+inline v8 load8(const float* p) { v8 v; std::memcpy(&v, p, sizeof v); return v; }
+inline void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof v); }
+
+// O = P·V / sum for head size 24, eight query rows at a time, each output row as one 16-wide and one
+// 8-wide vector: the same multiply-add work as the transposed form, without transposing the result.
+template <int NV>
+void rows24(const float* v, const float* st, const v16* inv, float* out, std::int64_t n,
+            std::int64_t stride, std::int64_t out_stride) {
+  constexpr int NP = 16 * NV;
+  alignas(64) float scale[NP];
+  for (int c = 0; c < NV; ++c) store(scale + 16 * c, inv[c]);
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    v16 a[8];
+    v8 b[8];
+    for (int r = 0; r < 8; ++r) { a[r] = v16{}; b[r] = v8{}; }
+    for (std::int64_t j = 0; j < n; ++j) {
+      const v16 lo = load(v + j * stride);
+      const v8 hi = load8(v + j * stride + 16);
+      const float* p = st + j * NP + i;
+      for (int r = 0; r < 8; ++r) {
+        a[r] += p[r] * lo;
+        b[r] += p[r] * hi;
+      }
+    }
+    for (int r = 0; r < 8; ++r) {
+      float* row = out + (i + r) * out_stride;
+      store(row, a[r] * scale[i + r]);
+      store8(row + 16, b[r] * scale[i + r]);
+    }
+  }
+  for (; i < n; ++i) {
+    v16 a = v16{};
+    v8 b = v8{};
+    for (std::int64_t j = 0; j < n; ++j) {
+      const float p = st[j * NP + i];
+      a += p * load(v + j * stride);
+      b += p * load8(v + j * stride + 16);
+    }
+    float* row = out + i * out_stride;
+    store(row, a * scale[i]);
+    store8(row + 16, b * scale[i]);
+  }
+}
+
 // One (window, head) task with NV query vectors (N <= 16·NV queries). q/k/v point at the head's first
 // column in the window's first row; mask_t is null for an unmasked window; `stride` is the qkv row length; out points at the head's first
 // output column; qt (D×NP) and st (N×NP) are per-thread scratch buffers.
@@ -139,6 +186,10 @@ void attend(const float* q, const float* k, const float* v, const float* rel_t, 
   }
   v16 inv[NV];
   for (int c = 0; c < NV; ++c) inv[c] = splat(1.0f) / sum[c];
+  if (d == 24) {  // the HTS-AT head size: rows straight into the output, no transpose
+    rows24<NV>(v, st, inv, out, n, stride, out_stride);
+    return;
+  }
   // Oᵀ[e] = Σ_j V[j][e]·Pᵀ[j] / sum, four output columns at a time
   std::int64_t e = 0;
   for (; e + 4 <= d; e += 4) {
