@@ -146,7 +146,7 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 def _audio_cpu_speedups(model: Sat2Sound, mels: torch.Tensor, repeats: int) -> dict:
     """fp32 audio time per batch with the CPU speed-ups of the audio tower switched off in turn: the
-    native window attention and the prepacked GEMM weights. The configurations take turns, one call
+    native kernels (window attention, LayerNorm) and the prepacked GEMM weights. The configurations take turns, one call
     each per round, and each is summarised by its median, so a drift of the machine's speed during
     the run hits them all alike. The allocator setting is process-wide and cannot be switched back;
     ``allocator`` says which one this run used."""
@@ -155,7 +155,7 @@ def _audio_cpu_speedups(model: Sat2Sound, mels: torch.Tensor, repeats: int) -> d
 
     print(f"native kernels: {native.status()}; {allocator_status()}")
     packing = kernels.packing_enabled()
-    variants = {"ours": (True, packing), "without native attention": (False, packing),
+    variants = {"ours": (True, packing), "without native kernels": (False, packing),
                 "without packed weights": (True, False), "without both": (False, False)}
     times: dict[str, list[float]] = {label: [] for label in variants}
     try:

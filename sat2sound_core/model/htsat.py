@@ -20,7 +20,7 @@ from torch import nn
 
 from sat2sound_core.model import native
 from sat2sound_core.model.config import ModelConfig
-from sat2sound_core.model.kernels import Linear, linear, linear_add, linear_gelu, prepack
+from sat2sound_core.model.kernels import Linear, layer_norm, linear, linear_add, linear_gelu, prepack
 from sat2sound_core.model.vit import Mlp
 
 
@@ -329,8 +329,8 @@ class SwinBlock(nn.Module):
         return out
 
     def _run(self, x: torch.Tensor, bias: torch.Tensor | NativeBias) -> torch.Tensor:
-        x = self.attn(self.norm1(x), bias, residual=x)
-        return linear_add(linear_gelu(self.norm2(x), self.mlp.fc1), self.mlp.fc2, x)
+        x = self.attn(layer_norm(x, self.norm1), bias, residual=x)
+        return linear_add(linear_gelu(layer_norm(x, self.norm2), self.mlp.fc1), self.mlp.fc2, x)
 
 
 class ValueProjection(nn.Module):
@@ -356,8 +356,8 @@ class ValuePathBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = linear_add(self.attn.v_proj(self.norm1(x)), self.attn.proj, x)
-        return v + self.norm2(v)
+        v = linear_add(self.attn.v_proj(layer_norm(x, self.norm1)), self.attn.proj, x)
+        return v + layer_norm(v, self.norm2)
 
 
 class PatchMerging(nn.Module):
@@ -372,14 +372,14 @@ class PatchMerging(nn.Module):
         """(B,H,W,C) map → (B,H/2,W/2,2C): one strided copy (row offset fastest) instead of 4 slices."""
         b, h, w, c = x.shape
         x = x.reshape(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(b, h // 2, w // 2, 4 * c)
-        return self.reduction(self.norm(x)).float()  # keep the residual stream float32
+        return self.reduction(layer_norm(x, self.norm)).float()  # keep the residual stream float32
 
     def merge_tokens(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """(B, L, C) tokens in any layout → (B, L/4, 2C): ``index`` (from :func:`merge_index`) picks
         the four sources of every merged token, so merging and the next layout are one gather."""
         b, length, c = x.shape
         x = gather_tokens(x, index).reshape(b, length // 4, 4 * c)
-        return self.reduction(self.norm(x)).float()
+        return self.reduction(layer_norm(x, self.norm)).float()
 
 
 class SwinStage(nn.Module):
@@ -450,7 +450,7 @@ class HTSATPatchEmbed(nn.Module):
             patches = gather_tokens(patches, order)
         weight = self.proj.weight.reshape(self.proj.out_channels, -1)
         x = linear(patches, weight, self.proj.bias)
-        return self.norm(x.float())
+        return layer_norm(x.float(), self.norm)
 
 
 class FrozenBatchNorm(nn.Module):
@@ -596,7 +596,7 @@ class HTSAT(nn.Module):
             x = stage(x)
         if self.exit_order is not None:
             x = gather_tokens(x, self.exit_order)
-        v = self.norm(x)  # (B, G·G, C) row-major, value path of the last block
+        v = layer_norm(x, self.norm)  # (B, G·G, C) row-major, value path of the last block
         b, c = v.shape[0], v.shape[-1]
         g = self.config.htsat_final_grid
         ratio = self.config.htsat_freq_ratio

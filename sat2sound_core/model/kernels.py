@@ -109,6 +109,21 @@ def linear_add(x: torch.Tensor, layer: nn.Linear, residual: torch.Tensor) -> tor
     return residual + linear(x, weight, bias)
 
 
+def layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    """``norm(x)``; on the CPU in float32 at inference through the native row-wise kernel
+    (:mod:`sat2sound_core.model.native`) when it is built, else PyTorch's."""
+    from sat2sound_core.model import native
+
+    weight, bias = norm.weight, norm.bias
+    if (x.device.type == "cpu" and x.dtype == torch.float32 and weight is not None and bias is not None
+            and weight.dtype == torch.float32 and bias.dtype == torch.float32 and x.is_contiguous()
+            and len(norm.normalized_shape) == 1
+            and not (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
+            and native.available()):
+        return native.layer_norm(x, weight, bias, norm.eps)
+    return norm(x)
+
+
 class Linear(nn.Linear):
     """``nn.Linear`` (same parameters and state_dict) whose forward uses :func:`linear`."""
 

@@ -184,3 +184,49 @@ def test_build_command_line(product_home: Path) -> None:
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "native kernels ready" in done.stdout and str(product_home) in done.stdout
+
+
+@pytest.mark.parametrize("shape", [(300, 96), (2, 50, 384), (7, 100), (5, 1), (4, 3072)])
+def test_layer_norm_equals_pytorch(shape: tuple[int, ...]) -> None:
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(*shape, generator=gen) * 3 + 5  # an offset: the variance is taken about the mean
+    c = shape[-1]
+    weight, bias = torch.randn(c, generator=gen), torch.randn(c, generator=gen)
+    ours = native.layer_norm(x, weight, bias, 1e-5)
+    exact = F.layer_norm(x.double(), (c,), weight.double(), bias.double(), 1e-5)
+    pytorch = F.layer_norm(x, (c,), weight, bias, 1e-5)
+    assert ours.shape == x.shape
+    assert (ours.double() - exact).abs().max() <= 2 * (pytorch.double() - exact).abs().max() + 1e-6
+
+
+def test_layer_norm_rejects_bad_inputs() -> None:
+    x = torch.randn(4, 8)
+    with pytest.raises(RuntimeError, match="float32"):
+        native.layer_norm(x.double(), torch.ones(8), torch.zeros(8), 1e-5)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        native.layer_norm(x.t(), torch.ones(4), torch.zeros(4), 1e-5)
+    with pytest.raises(RuntimeError, match="weight and bias"):
+        native.layer_norm(x, torch.ones(7), torch.zeros(7), 1e-5)
+
+
+def test_model_layer_norm_uses_the_kernel_only_where_it_applies(restore_native, monkeypatch) -> None:
+    from torch import nn
+
+    from sat2sound_core.model.kernels import layer_norm
+
+    norm = nn.LayerNorm(16)
+    x = torch.randn(3, 16)
+    norm_bf16 = copy.deepcopy(norm).to(torch.bfloat16)
+    calls = []
+    real = native.layer_norm
+    monkeypatch.setattr(native, "layer_norm", lambda *a: calls.append(1) or real(*a))
+    with torch.inference_mode():
+        torch.testing.assert_close(layer_norm(x, norm), norm(x), rtol=1e-5, atol=1e-5)
+        assert calls == [1]
+        layer_norm(x.bfloat16(), norm_bf16)  # bf16: PyTorch's
+        assert len(calls) == 1
+        layer_norm(torch.randn(16, 3).t(), norm)  # not contiguous: PyTorch's
+        assert len(calls) == 1
+    out = layer_norm(x.requires_grad_(), norm)  # autograd: PyTorch's, gradients flow
+    out.sum().backward()
+    assert len(calls) == 1 and norm.weight.grad is not None

@@ -1,5 +1,7 @@
-// Fused Swin window attention for the CPU, float32 (sat2sound_core.model.native).
+// Native CPU kernels of the HTS-AT audio tower, float32 (sat2sound_core.model.native): a fused Swin
+// window attention and a row-wise LayerNorm.
 //
+// Window attention.
 // One task is one (window, head): S = Q·Kᵀ·scale + bias, softmax over the keys, O = P·V. The task's
 // score matrix (at most 64×64 floats) stays in L1 instead of streaming through memory between three
 // library calls, and the exponentials run on 16-wide vectors. Everything is laid out transposed
@@ -21,6 +23,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -284,10 +287,65 @@ at::Tensor window_attention(const at::Tensor& qkv, const at::Tensor& rel_t, cons
   return out;
 }
 
+// LayerNorm of each row of x (R, C), float32: two passes over the row (mean, then the mean squared
+// deviation; PyTorch's biased variance), y = (x - mean)·rsqrt(var + eps)·weight + bias. Rows are
+// independent and run in parallel; a row of C <= 4096 floats stays in L1 between the passes.
+void layer_norm_rows(const float* x, const float* w, const float* b, float* y, std::int64_t rows,
+                     std::int64_t c, float eps) {
+  const std::int64_t full = c / 16 * 16;
+  at::parallel_for(0, rows, 64, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t r = begin; r < end; ++r) {
+      const float* in = x + r * c;
+      float* out = y + r * c;
+      v16 acc = v16{};
+      float tail = 0.0f;
+      for (std::int64_t k = 0; k < full; k += 16) acc += load(in + k);
+      for (std::int64_t k = full; k < c; ++k) tail += in[k];
+      float sum = tail;
+      for (int l = 0; l < 16; ++l) sum += acc[l];
+      const float mean = sum / static_cast<float>(c);
+      v16 dev = v16{};
+      float dev_tail = 0.0f;
+      for (std::int64_t k = 0; k < full; k += 16) {
+        const v16 t = load(in + k) - mean;
+        dev += t * t;
+      }
+      for (std::int64_t k = full; k < c; ++k) dev_tail += (in[k] - mean) * (in[k] - mean);
+      float var = dev_tail;
+      for (int l = 0; l < 16; ++l) var += dev[l];
+      const float rstd = 1.0f / std::sqrt(var / static_cast<float>(c) + eps);
+      for (std::int64_t k = 0; k < full; k += 16)
+        store(out + k, (load(in + k) - mean) * rstd * load(w + k) + load(b + k));
+      for (std::int64_t k = full; k < c; ++k) out[k] = (in[k] - mean) * rstd * w[k] + b[k];
+    }
+  });
+}
+
+at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {
+  TORCH_CHECK(x.device().is_cpu() && weight.device().is_cpu() && bias.device().is_cpu(),
+              "layer_norm: CPU tensors only");
+  TORCH_CHECK(x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
+                  bias.scalar_type() == at::kFloat,
+              "layer_norm: float32 tensors only");
+  TORCH_CHECK(x.dim() >= 1 && x.is_contiguous(), "layer_norm: x must be contiguous");
+  const std::int64_t c = x.size(-1);
+  TORCH_CHECK(c > 0 && weight.dim() == 1 && weight.size(0) == c && bias.dim() == 1 && bias.size(0) == c &&
+                  weight.is_contiguous() && bias.is_contiguous(),
+              "layer_norm: weight and bias must be (C,) like the last axis of x");
+  at::Tensor y = at::empty(x.sizes(), x.options());
+  layer_norm_rows(x.data_ptr<float>(), weight.data_ptr<float>(), bias.data_ptr<float>(), y.data_ptr<float>(),
+                  x.numel() / c, c, static_cast<float>(eps));
+  return y;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(sat2sound, m) {
   m.def("window_attention(Tensor qkv, Tensor rel_t, Tensor mask_t, int first, float scale) -> Tensor");
+  m.def("layer_norm(Tensor x, Tensor weight, Tensor bias, float eps) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(sat2sound, CPU, m) { m.impl("window_attention", &window_attention); }
+TORCH_LIBRARY_IMPL(sat2sound, CPU, m) {
+  m.impl("window_attention", &window_attention);
+  m.impl("layer_norm", &layer_norm);
+}
