@@ -3,7 +3,11 @@
 One run measures: the fp32 and bf16 GEMM peak (large square ``torch.matmul``), image and audio
 embeddings per second at batch 1 and 16 in fp32 and bf16 with the full-size model (random weights;
 speed does not depend on the values), the FLOPs of one embedding (counted by
-``torch.utils.flop_counter``: matmuls, convolutions, attention) and the achieved fraction of peak.
+``torch.utils.flop_counter``: matmuls, convolutions, attention) and the achieved fraction of peak:
+against the run's best GEMM peak, and (for the largest batch, the number the targets are judged on)
+the median over six calls of the fraction of a GEMM peak measured right around each call, since a
+shared machine's speed drifts. On a CPU it also times the audio tower with its CPU speed-ups
+switched off in turn.
 Targets (issue 3): fp32 ≥ 80 % of the fp32 GEMM peak at batch 16; bf16 ≥ 4× fp32 throughput and
 ≥ 50 % of the bf16 GEMM peak. Usage: ``python -m bench model [--quick] [--device cuda]
 [--only=audio|image]`` (``--only`` measures one tower and the GEMM peaks; write it with ``=`` so the
