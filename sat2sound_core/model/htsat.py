@@ -149,23 +149,30 @@ class WindowAttention(nn.Module):
             bias = bias + mask[:, None]
         return bias.contiguous()
 
-    def constant_bias(self, mask: torch.Tensor | None, dtype: torch.dtype, repeat: int = 1) -> torch.Tensor:
-        """:meth:`bias` in ``dtype`` (its window axis tiled ``repeat`` times), computed once per
-        parameter version: it is a constant at inference."""
+    def _cached(self, tag: tuple[object, ...], mask: torch.Tensor | None,
+                make: Callable[[], torch.Tensor | NativeBias]) -> torch.Tensor | NativeBias:
+        """``make()`` computed once per parameter version (and mask) under ``tag``: the bias is a
+        constant at inference."""
         table = self.relative_position_bias_table
-        if torch.is_grad_enabled() and table.requires_grad:
-            return self.bias(mask).to(dtype).repeat(repeat, 1, 1, 1)  # autograd must see the table
-        key: tuple[object, ...] = (dtype, repeat, table.device, table.data_ptr(), table._version,
+        key: tuple[object, ...] = (*tag, table.device, table.data_ptr(), table._version,
                                    self.relative_position_index._version)
         if mask is not None:
             key += (mask.data_ptr(), mask._version)
         cached = self._bias_cache.get(key)
         if cached is None:
             with torch.inference_mode(False), torch.no_grad():
-                cached = self.bias(mask).to(dtype).repeat(repeat, 1, 1, 1)
+                cached = make()
             if len(self._bias_cache) > 4:
                 self._bias_cache.clear()
             self._bias_cache[key] = cached
+        return cached
+
+    def constant_bias(self, mask: torch.Tensor | None, dtype: torch.dtype, repeat: int = 1) -> torch.Tensor:
+        """:meth:`bias` in ``dtype`` (its window axis tiled ``repeat`` times), computed once per
+        parameter version: it is a constant at inference."""
+        if torch.is_grad_enabled() and self.relative_position_bias_table.requires_grad:
+            return self.bias(mask).to(dtype).repeat(repeat, 1, 1, 1)  # autograd must see the table
+        cached = self._cached((dtype, repeat), mask, lambda: self.bias(mask).to(dtype).repeat(repeat, 1, 1, 1))
         assert isinstance(cached, torch.Tensor)
         return cached
 
@@ -173,21 +180,14 @@ class WindowAttention(nn.Module):
         """:meth:`bias` in the native kernel's layout (relative positions and mask kept apart, so a
         shifted block reads one mask per window instead of one bias per window and head), cached
         like :meth:`constant_bias`."""
-        table = self.relative_position_bias_table
-        key: tuple[object, ...] = ("native", table.device, table.data_ptr(), table._version,
-                                   self.relative_position_index._version)
-        if mask is not None:
-            key += (mask.data_ptr(), mask._version)
-        cached = self._bias_cache.get(key)
-        if cached is None:
-            with torch.inference_mode(False), torch.no_grad():
-                rel_t = native.transposed_bias(self.bias(None)[0])
-                n = self.window * self.window
-                mask_t = (native.transposed_bias(mask) if mask is not None
-                          else rel_t.new_zeros((0, n, rel_t.shape[-1])))
-            if len(self._bias_cache) > 4:
-                self._bias_cache.clear()
-            cached = self._bias_cache[key] = NativeBias(rel_t, mask_t)
+
+        def make() -> NativeBias:
+            rel_t = native.transposed_bias(self.bias(None)[0])
+            n = self.window * self.window
+            mask_t = native.transposed_bias(mask) if mask is not None else rel_t.new_zeros((0, n, rel_t.shape[-1]))
+            return NativeBias(rel_t, mask_t)
+
+        cached = self._cached(("native",), mask, make)
         assert isinstance(cached, NativeBias)
         return cached
 
