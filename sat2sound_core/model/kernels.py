@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sat2sound_core.model import native
 from sat2sound_core.settings import switch_off
 
 
@@ -112,8 +113,6 @@ def linear_add(x: torch.Tensor, layer: nn.Linear, residual: torch.Tensor) -> tor
 def layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
     """``norm(x)``; on the CPU in float32 at inference through the native row-wise kernel
     (:mod:`sat2sound_core.model.native`) when it is built, else PyTorch's."""
-    from sat2sound_core.model import native
-
     weight, bias = norm.weight, norm.bias
     if (x.device.type == "cpu" and x.dtype == torch.float32 and weight is not None and bias is not None
             and weight.dtype == torch.float32 and bias.dtype == torch.float32 and x.is_contiguous()
