@@ -51,11 +51,11 @@ $(STAMP_ASSETS): app/vendor_assets.py $(STAMP_RUN)
 	$(PY) app/vendor_assets.py
 	touch $@
 
-# The fused CPU attention kernel of the audio tower, compiled for this machine (needs a C++ compiler,
-# g++ from apt here; without one the model uses PyTorch's attention and this step says so). The stamp is
-# only written after a successful build, so a later run tries again.
+# The audio tower's native CPU kernels (window attention, LayerNorm), compiled for this machine (needs a
+# C++ compiler, g++ from apt here; without one the model uses PyTorch's ops and this step says so). The
+# stamp is only written once they build and load, so a later run tries again.
 $(STAMP_NATIVE): sat2sound_core/model/native/kernels.cpp $(STAMP_RUN)
-	$(PY) -m sat2sound_core.model.native && if $(PY) -c "from sat2sound_core.model import native; raise SystemExit(not native.available())"; then touch $@; fi
+	if $(PY) -m sat2sound_core.model.native --strict; then touch $@; fi
 
 install: $(STAMP_RUN) $(STAMP_ASSETS) $(STAMP_NATIVE)
 install-dev: $(STAMP_APT) install $(STAMP_DEV)

@@ -150,9 +150,9 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 def _audio_cpu_speedups(model: Sat2Sound, mels: torch.Tensor, repeats: int) -> dict:
     """fp32 audio time per batch with the CPU speed-ups of the audio tower switched off in turn: the
-    native kernels (window attention, LayerNorm) and the prepacked GEMM weights. The configurations take turns, one call
-    each per round, and each is summarised by its median, so a drift of the machine's speed during
-    the run hits them all alike. The allocator setting is process-wide and cannot be switched back;
+    native kernels (window attention, LayerNorm) and the prepacked GEMM weights. The configurations
+    take turns, one call each per round, and each is summarised by its median, so a drift of the
+    machine's speed during the run hits them all alike. The allocator setting is process-wide and cannot be switched back;
     ``allocator`` says which one this run used."""
     from sat2sound_core.allocator import allocator_status
     from sat2sound_core.model import kernels, native

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -195,6 +196,12 @@ def test_build_command_line(product_home: Path) -> None:
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "native kernels ready" in done.stdout and str(product_home) in done.stdout
+    strict = [sys.executable, "-m", "sat2sound_core.model.native", "--strict"]
+    done = subprocess.run(strict, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "native kernels ready" in done.stdout, done.stderr
+    off = subprocess.run(strict, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "SAT2SOUND_NATIVE_KERNELS": "0"})
+    assert off.returncode == 1 and "switched off" in off.stdout  # make must not stamp a missing build
 
 
 @pytest.mark.parametrize("shape", [(300, 96), (2, 50, 384), (7, 100), (5, 1), (4, 3072)])
