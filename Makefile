@@ -54,8 +54,8 @@ $(STAMP_ASSETS): app/vendor_assets.py $(STAMP_RUN)
 # The audio tower's native CPU kernels (window attention, LayerNorm), compiled for this machine (needs a
 # C++ compiler, g++ from apt here; without one the model uses PyTorch's ops and this step says so). The
 # stamp is only written once they build and load, so a later run tries again.
-$(STAMP_NATIVE): sat2sound_core/model/native/kernels.cpp $(STAMP_RUN)
-	if $(PY) -m sat2sound_core.model.native --strict; then touch $@; fi
+$(STAMP_NATIVE): sat2sound_core/accel/native/kernels.cpp $(STAMP_RUN)
+	if $(PY) -m sat2sound_core.accel.native --strict; then touch $@; fi
 
 install: $(STAMP_RUN) $(STAMP_ASSETS) $(STAMP_NATIVE)
 install-dev: $(STAMP_APT) install $(STAMP_DEV)

@@ -113,7 +113,7 @@ def span_m(bounds: list[list[float]]) -> float:
 
 def decode_audio(data: bytes) -> tuple[Any, int]:
     """Decode an uploaded clip with the model's loader (raises InputError for bad files)."""
-    from sat2sound_core.model.audio import load_audio
+    from sat2sound_core.preprocess.audio import load_audio
 
     return load_audio(data)
 

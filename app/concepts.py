@@ -17,7 +17,7 @@ def concept_map(ss: Any, ctl: Any) -> Any:
     cm = ss.heatmaps.get(key)
     if cm is None:
         from app import resources
-        from sat2sound_core.settings import get_settings
+        from sat2sound_core.common.settings import get_settings
 
         s = get_settings()
         shared = resources.get_engine(ctl.checkpoint, ctl.precision, s.device, s.gallery)

@@ -1,7 +1,7 @@
 """What the app can be pointed at, read once from environment variables (documented in docs/app.md).
 
 The product-wide settings (``SAT2SOUND_HOME``, ``SAT2SOUND_GALLERY``, ``SAT2SOUND_TANGOFLUX`` …) live
-in :mod:`sat2sound_core.settings`. A custom XYZ imagery source (``SAT2SOUND_TILE_URL``,
+in :mod:`sat2sound_core.common.settings`. A custom XYZ imagery source (``SAT2SOUND_TILE_URL``,
 ``SAT2SOUND_TILE_ATTRIBUTION``, ``SAT2SOUND_TILE_MAX_ZOOM``) is read by the engine for the model's
 chips and here for the map's basemap, so one variable drives both. The ``SAT2SOUND_APP_*`` knobs only
 concern the app: a default checkpoint (name or local file), the starting view and the caption count.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from sat2sound_core.errors import ConfigError
+from sat2sound_core.common.errors import ConfigError
 
 CHECKPOINTS: dict[str, str] = {
     "bingmap_withmeta": "Bing aerial (~0.6 m/px) + location, month, hour and sources; the best default.",

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from sat2sound_core.errors import InputError
+from sat2sound_core.common.errors import InputError
 
 UNKNOWN = "unknown"
 AUTO = "auto"

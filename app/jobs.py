@@ -2,7 +2,7 @@
 
 Streamlit stops a script run when the user presses another button, so the page cannot simply block
 in ``synthesize``. The worker runs the call with a progress callback that records how far it got and
-raises :class:`~sat2sound_core.progress.Cancelled` once the job's token is cancelled; the page polls
+raises :class:`~sat2sound_core.common.progress.Cancelled` once the job's token is cancelled; the page polls
 :class:`Job` to draw a progress bar and cancels it when the user presses "Cancel" or leaves.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sat2sound_core.progress import CancelToken
+from sat2sound_core.common.progress import CancelToken
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ if str(_REPO) not in sys.path:  # `streamlit run app/main.py` puts app/ (not the
 import streamlit as st  # noqa: E402
 
 from app import page  # noqa: E402
-from sat2sound_core.allocator import tune_allocator  # noqa: E402
+from sat2sound_core.accel.allocator import tune_allocator  # noqa: E402
 
 _level = os.environ.get("SAT2SOUND_LOG_LEVEL", "INFO").strip().upper()
 logging.basicConfig(

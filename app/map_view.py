@@ -68,7 +68,7 @@ class Legend(MacroElement):
     """A colour legend drawn as a Leaflet control in the map's corner (no extra JS libraries).
 
     branca's ColorMap would make streamlit-folium load d3 from a CDN, so the legend is plain HTML
-    from :func:`sat2sound_core.render.legend_html`. It is a small Leaflet layer that adds the control
+    from :func:`sat2sound_core.maps.render.legend_html`. It is a small Leaflet layer that adds the control
     when its parent (the map or the click's ``FeatureGroup``) is added and removes it with the group,
     so a new result's legend replaces the old one without remounting the map.
     """
@@ -100,7 +100,7 @@ class Legend(MacroElement):
     def __init__(self, title: str, vmin: float, vmax: float, cmap: str = "soundscape") -> None:
         super().__init__()
         self._name = "Legend"
-        from sat2sound_core.render import legend_html
+        from sat2sound_core.maps.render import legend_html
 
         self.html = legend_html(title, vmin, vmax, cmap=cmap)
 

@@ -26,9 +26,9 @@ from app import config as app_config
 from app.inputs import AUTO, UNKNOWN, Point
 from app.jobs import Job, remaining_text
 from app.map_view import Basemap, Footprint, Legend, Overlay, build_layers, build_map, zoom_for_span
-from sat2sound_core.errors import Sat2SoundError
-from sat2sound_core.progress import Cancelled
-from sat2sound_core.settings import get_settings
+from sat2sound_core.common.errors import Sat2SoundError
+from sat2sound_core.common.progress import Cancelled
+from sat2sound_core.common.settings import get_settings
 from tiles.errors import TilesError
 
 log = logging.getLogger(__name__)

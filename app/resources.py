@@ -27,10 +27,10 @@ T = TypeVar("T")
 # encoder (transformers), the gallery reader (h5py), overlays and exports.
 HEAVY_MODULES = (
     "sat2sound_core.engine",
-    "sat2sound_core.model.loading",
+    "sat2sound_core.weights.loading",
     "sat2sound_core.model.text",
     "sat2sound_core.gallery",
-    "sat2sound_core.render",
+    "sat2sound_core.maps.render",
     "sat2sound_core.export",
 )
 _import_lock = threading.Lock()

@@ -16,7 +16,7 @@ from typing import Any
 
 import streamlit as st
 
-from sat2sound_core.settings import get_settings
+from sat2sound_core.common.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ def _fmt_size(n: int | None) -> str:
 
 def checkpoint_path(name: str) -> Path | None:
     """The local file for a checkpoint name or path, or None when it still has to be downloaded."""
-    from sat2sound_core.model.checkpoints import local_candidates
-    from sat2sound_core.model.registry import CHECKPOINTS
+    from sat2sound_core.weights.checkpoints import local_candidates
+    from sat2sound_core.weights.registry import CHECKPOINTS
 
     info = CHECKPOINTS.get(name)
     if info is None:
@@ -50,7 +50,7 @@ def checkpoint_path(name: str) -> Path | None:
 
 def items(checkpoint: str) -> list[Item]:
     """Status of the active checkpoint, the gallery and TangoFlux."""
-    from sat2sound_core.model.registry import CHECKPOINTS, GALLERY
+    from sat2sound_core.weights.registry import CHECKPOINTS, GALLERY
 
     settings = get_settings()
     info = CHECKPOINTS.get(checkpoint)
@@ -96,7 +96,7 @@ def items(checkpoint: str) -> list[Item]:
 
 
 def _t5_path() -> Path | None:
-    from sat2sound_core.errors import Sat2SoundError
+    from sat2sound_core.common.errors import Sat2SoundError
     from sat2sound_core.model.text import locate_encoder_weights
 
     try:
@@ -164,8 +164,8 @@ def _download(item: Item) -> None:
         resources.get_synthesizer(settings.tangoflux, settings.device, settings.precision, _progress=progress)
         path = settings.tangoflux
     else:
-        from sat2sound_core.model.checkpoints import fetch
-        from sat2sound_core.model.registry import resolve_source
+        from sat2sound_core.weights.checkpoints import fetch
+        from sat2sound_core.weights.registry import resolve_source
 
         source = resolve_source(item.download, settings.hf_repo)
         path = fetch(source, settings.weights, settings.is_offline, progress=progress)

@@ -17,7 +17,7 @@ HERE = Path(__file__).parent
 
 
 def main(argv: list[str]) -> int:
-    from sat2sound_core.allocator import allocator_status, tune_allocator
+    from sat2sound_core.accel.allocator import allocator_status, tune_allocator
 
     tune_allocator()  # what the app and the command line run with
     print(allocator_status())

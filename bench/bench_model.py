@@ -136,7 +136,7 @@ def _window_attention_flops(qkv_shape: tuple[int, ...], rel_shape: tuple[int, ..
 def count_flops(fn: Callable[[], object]) -> int:
     """FLOPs of one call: torch's flop counter plus the CPU kernels it does not know (oneDNN linear,
     CPU flash attention, this project's native window attention)."""
-    from sat2sound_core.model import native
+    from sat2sound_core.accel import native
 
     custom = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
     if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
@@ -154,8 +154,9 @@ def _audio_cpu_speedups(model: Sat2Sound, mels: torch.Tensor, repeats: int) -> d
     take turns, one call each per round, and each is summarised by its median, so a drift of the
     machine's speed during the run hits them all alike. The allocator setting is process-wide and cannot be switched back;
     ``allocator`` says which one this run used."""
-    from sat2sound_core.allocator import allocator_status
-    from sat2sound_core.model import kernels, native
+    from sat2sound_core.accel import native
+    from sat2sound_core.accel import onednn as kernels
+    from sat2sound_core.accel.allocator import allocator_status
 
     print(f"native kernels: {native.status()}; {allocator_status()}")
     packing = kernels.packing_enabled()

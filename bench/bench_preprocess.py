@@ -46,8 +46,8 @@ def _bench_loading(rows: list[tuple[str, float, str]]) -> dict[str, float]:
     assert spec and spec.loader
     make = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make)
-    from sat2sound_core.model.loading import clear_model_cache, load_model
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.common.settings import get_settings
+    from sat2sound_core.weights.loading import clear_model_cache, load_model
 
     previous_home = os.environ.get("SAT2SOUND_HOME")
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,8 +74,8 @@ def _bench_loading(rows: list[tuple[str, float, str]]) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> dict:
-    from sat2sound_core.model.audio import log_mel, log_mel_windows
-    from sat2sound_core.model.image import image_to_tensor
+    from sat2sound_core.preprocess.audio import log_mel, log_mel_windows
+    from sat2sound_core.preprocess.image import image_to_tensor
 
     repeat = 5
     for arg in argv:

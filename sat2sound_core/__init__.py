@@ -6,25 +6,25 @@ and outside fidelity checks use; they are imported lazily so ``import sat2sound_
 
 from __future__ import annotations
 
-from sat2sound_core._lazy import lazy_exports
+from sat2sound_core.common.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "load_model": "sat2sound_core.model.loading",
+    "load_model": "sat2sound_core.weights.loading",
     "Sat2Sound": "sat2sound_core.model.sat2sound",
     "Encoding": "sat2sound_core.model.sat2sound",
-    "image_to_tensor": "sat2sound_core.model.image",
-    "log_mel": "sat2sound_core.model.audio",
-    "log_mel_windows": "sat2sound_core.model.audio",
-    "load_audio": "sat2sound_core.model.audio",
-    "Metadata": "sat2sound_core.model.metadata",
+    "image_to_tensor": "sat2sound_core.preprocess.image",
+    "log_mel": "sat2sound_core.preprocess.audio",
+    "log_mel_windows": "sat2sound_core.preprocess.audio",
+    "load_audio": "sat2sound_core.preprocess.audio",
+    "Metadata": "sat2sound_core.preprocess.metadata",
     "load_synthesizer": "sat2sound_core.synthesis",
     "Synthesizer": "sat2sound_core.synthesis",
     "Audio": "sat2sound_core.synthesis",
-    "Settings": "sat2sound_core.settings",
-    "get_settings": "sat2sound_core.settings",
+    "Settings": "sat2sound_core.common.settings",
+    "get_settings": "sat2sound_core.common.settings",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])

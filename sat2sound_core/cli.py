@@ -177,14 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _progress(args: argparse.Namespace, desc: str) -> Any:
     if args.quiet:
         return None
-    from sat2sound_core.progress import tqdm_progress
+    from sat2sound_core.common.progress import tqdm_progress
 
     return tqdm_progress(desc)
 
 
 def _engine(args: argparse.Namespace, gallery: Any = None) -> Any:
+    from sat2sound_core.common.settings import get_settings
     from sat2sound_core.engine import Engine
-    from sat2sound_core.settings import get_settings
 
     settings = get_settings()
     return Engine(
@@ -214,7 +214,7 @@ def _metadata(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _int_arg(value: str, name: str) -> int:
-    from sat2sound_core.errors import InputError
+    from sat2sound_core.common.errors import InputError
 
     try:
         return int(value)
@@ -229,7 +229,7 @@ def _analyze(args: argparse.Namespace, engine: Any) -> Any:
 
 def _read_audio(path: str) -> tuple[Any, int]:
     from sat2sound_core import load_audio
-    from sat2sound_core.errors import InputError
+    from sat2sound_core.common.errors import InputError
 
     p = Path(path).expanduser()
     if not p.is_file():
@@ -239,7 +239,7 @@ def _read_audio(path: str) -> tuple[Any, int]:
 
 
 def _split(value: str, what: str) -> tuple[str, str]:
-    from sat2sound_core.errors import InputError
+    from sat2sound_core.common.errors import InputError
 
     left, sep, right = value.rpartition(":") if what == "CAPTION:WORDS" else value.partition(":")
     if not sep or not left.strip() or not right.strip():
@@ -261,10 +261,10 @@ def _print_hits(hits: Sequence[Any]) -> None:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
+    from sat2sound_core.common.settings import get_settings
     from sat2sound_core.gallery import OFFICIAL_GALLERY, official_gallery_path
-    from sat2sound_core.model import checkpoints as ck
-    from sat2sound_core.model.registry import list_checkpoints, resolve_source
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.weights import checkpoints as ck
+    from sat2sound_core.weights.registry import list_checkpoints, resolve_source
 
     settings = get_settings()
     if args.weights_command == "list":
@@ -291,7 +291,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_heatmap(args: argparse.Namespace) -> int:
-    from sat2sound_core.errors import InputError
+    from sat2sound_core.common.errors import InputError
     from sat2sound_core.export import write_geotiff, write_png
 
     if not (args.text or args.word or args.audio or args.compose or args.concepts):
@@ -328,7 +328,7 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
 
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
-    from sat2sound_core.errors import InputError
+    from sat2sound_core.common.errors import InputError
     from sat2sound_core.export import write_audio, write_hits
 
     if args.k < 1:
@@ -354,7 +354,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
 
 
 def cmd_concepts(args: argparse.Namespace) -> int:
-    from sat2sound_core.errors import InputError
+    from sat2sound_core.common.errors import InputError
     from sat2sound_core.export import write_bytes, write_geotiff
 
     engine = _engine(args, gallery=args.gallery)
@@ -414,8 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from sat2sound_core.allocator import tune_allocator
-    from sat2sound_core.errors import Sat2SoundError
+    from sat2sound_core.accel.allocator import tune_allocator
+    from sat2sound_core.common.errors import Sat2SoundError
 
     tune_allocator()
     expected: tuple[type[BaseException], ...] = (Sat2SoundError,)

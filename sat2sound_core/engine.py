@@ -42,8 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from sat2sound_core.errors import InputError, Sat2SoundError
-from sat2sound_core.heatmaps import (
+from sat2sound_core.common.errors import InputError, Sat2SoundError
+from sat2sound_core.common.progress import report
+from sat2sound_core.maps.heatmaps import (
     GridGeometry,
     Heatmap,
     composed_weights,
@@ -54,7 +55,6 @@ from sat2sound_core.heatmaps import (
     top_codes,
     word_heatmap_values,
 )
-from sat2sound_core.progress import report
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class ClickResult:
     def concept_map(self, top_k: int = 5, gallery: Any = None, n_examples: int = 3) -> Any:
         """Per-patch top concepts, groups of patches sharing their top concept, and for each group the
         gallery captions that carry it (when a gallery is available)."""
-        from sat2sound_core.concepts import concept_map
+        from sat2sound_core.maps.concepts import concept_map
 
         g = self.engine._gallery_or_none(gallery) if n_examples > 0 else None
         codebook = self.engine.model.fdt.space_dict.detach() if g is not None else None
@@ -465,7 +465,7 @@ class Engine:
         import torch
 
         from sat2sound_core import log_mel
-        from sat2sound_core.model.audio import log_mel_windows
+        from sat2sound_core.preprocess.audio import log_mel_windows
 
         arr = _as_float_waveform(waveform)
         if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:

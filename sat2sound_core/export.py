@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
-from sat2sound_core.errors import InputError
+from sat2sound_core.common.errors import InputError
 
 SOFTWARE = "sat2sound-map"
 
@@ -81,7 +81,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 
 def _stack(heatmaps: Sequence[Any], concept_map: Any, size: int | None) -> tuple[np.ndarray, list[str], Affine, Any]:
-    from sat2sound_core.render import upsample
+    from sat2sound_core.maps.render import upsample
 
     if isinstance(heatmaps, (str, bytes)) or not heatmaps and concept_map is None:
         raise InputError("nothing to export: give at least one heatmap or a concept map")
@@ -207,7 +207,7 @@ def heatmap_png_bytes(heatmap: Any, size: int = 448, cmap: str = "soundscape", b
     """PNG of one heatmap in the chip's own pixel grid; with ``base`` (the chip image), blended on it."""
     from PIL import Image
 
-    from sat2sound_core.render import blend, heatmap_rgba, png_bytes
+    from sat2sound_core.maps.render import blend, heatmap_rgba, png_bytes
 
     rgba = heatmap_rgba(heatmap, size=size, cmap=cmap, mercator=False, **kw)
     if base is not None:

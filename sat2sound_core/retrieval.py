@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sat2sound_core.errors import InputError
+from sat2sound_core.common.errors import InputError
 from sat2sound_core.gallery import Gallery
 
 TARGETS = ("text", "audio")

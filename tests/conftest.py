@@ -108,7 +108,7 @@ def reference_file(folder: Path, name: str) -> Path:
 @pytest.fixture()
 def product_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty SAT2SOUND_HOME for one test, offline, with settings re-read."""
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.common.settings import get_settings
 
     home = tmp_path / "home"
     monkeypatch.setenv("SAT2SOUND_HOME", str(home))

@@ -17,7 +17,7 @@ def test_quickstart_notebook_runs(tmp_path: Path, product_home: Path, monkeypatc
     from nbclient import NotebookClient
 
     from sat2sound_core.gallery import write_gallery
-    from tests.sat2sound_core.engine.tiny import write_tiny_weights
+    from tests.fixtures.tiny_model import write_tiny_weights
     from tests.tiles.tileserver import TileServer
 
     ckpt, t5 = write_tiny_weights(tmp_path / "weights")

@@ -2,7 +2,7 @@
 
 ``tiles`` may not import ``sat2sound_core`` (dependencies point ``app -> sat2sound_core -> tiles``), so the
 few settings it needs are read here with the same names, defaults and boolean spelling as
-``sat2sound_core.settings.Settings`` (a test keeps the two in agreement). The config is re-read on every
+``sat2sound_core.common.settings.Settings`` (a test keeps the two in agreement). The config is re-read on every
 call of :func:`get_config`, which is cheap, so tests and the app can change the environment at run time.
 """
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sat2sound_core._lazy import lazy_exports
+from sat2sound_core.common.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sat2sound_core.model.config import ModelConfig
-    from sat2sound_core.model.metadata import Metadata
     from sat2sound_core.model.sat2sound import Encoding, Sat2Sound
+    from sat2sound_core.preprocess.metadata import Metadata
 
 _LAZY = {
     "Encoding": "sat2sound_core.model.sat2sound",
-    "Metadata": "sat2sound_core.model.metadata",
+    "Metadata": "sat2sound_core.preprocess.metadata",
     "ModelConfig": "sat2sound_core.model.config",
     "Sat2Sound": "sat2sound_core.model.sat2sound",
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from sat2sound_core.errors import ConfigError
+from sat2sound_core.common.errors import ConfigError
 
 SAT_TYPES: tuple[str, ...] = ("bingmap", "sentinel", "googleEarth")
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sat2sound_core.accel.onednn import linear, linear_gelu, prepack_weight
 from sat2sound_core.model.config import ModelConfig
-from sat2sound_core.model.kernels import linear, linear_gelu, prepack_weight
 
 
 def sparsemax(z: torch.Tensor) -> torch.Tensor:

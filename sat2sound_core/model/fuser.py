@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sat2sound_core.accel.onednn import Linear, linear, linear_gelu
 from sat2sound_core.model.config import ModelConfig
-from sat2sound_core.model.kernels import Linear, linear, linear_gelu
-from sat2sound_core.model.metadata import MetadataBatch
+from sat2sound_core.preprocess.metadata import MetadataBatch
 
 
 class SourceEmbed(nn.Module):

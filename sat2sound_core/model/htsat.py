@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sat2sound_core.model import native
+from sat2sound_core.accel import native
+from sat2sound_core.accel.onednn import Linear, layer_norm, linear, linear_add, linear_gelu, prepack
 from sat2sound_core.model.config import ModelConfig
-from sat2sound_core.model.kernels import Linear, layer_norm, linear, linear_add, linear_gelu, prepack
 from sat2sound_core.model.vit import Mlp
 
 

@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from sat2sound_core.errors import ConfigError, InputError, WeightsError
+from sat2sound_core.common.errors import ConfigError, InputError, WeightsError
 from sat2sound_core.model.config import ModelConfig
 from sat2sound_core.model.fdt import FDT, CodebookQuery
 from sat2sound_core.model.fuser import SatEncoder
 from sat2sound_core.model.htsat import AudioEncoder
-from sat2sound_core.model.metadata import Metadata, MetadataBatch, encode_metadata
 from sat2sound_core.model.vit import SatMAEBackbone, ground_resolution
+from sat2sound_core.preprocess.metadata import Metadata, MetadataBatch, encode_metadata
 
 PRECISIONS = ("fp32", "bf16")
 _PRECISION_ALIASES = {"fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16"}
@@ -341,7 +341,7 @@ class Sat2Sound(nn.Module):
 
     def encode_recording(self, mels: torch.Tensor, batch_size: int = 16) -> Encoding:
         """One embedding for a whole recording from the log-mels of its 10-s windows (W, 1001, 64), as
-        :func:`~sat2sound_core.model.audio.log_mel_windows` gives them.
+        :func:`~sat2sound_core.preprocess.audio.log_mel_windows` gives them.
 
         ``embedding`` (1, 1024) is the mean of the windows' L2-normalised embeddings, so every window
         counts the same. Since each window's embedding is ``w_i·C`` (its sparsemax weights times the

@@ -3,7 +3,7 @@
 Sat2Sound embeds captions from the last hidden state of ``google/flan-t5-large``'s encoder
 (MODEL.md §6): tokenised with padding to the longest caption, truncation at 512 tokens and ``</s>``
 appended. The encoder is built once per process and shared with TangoFlux through
-:func:`sat2sound_core.t5.shared_encoder`.
+:func:`sat2sound_core.weights.hub.shared_encoder`.
 
 Where the encoder weights come from, in order: a folder of ours (``SAT2SOUND_T5_DIR``, default
 ``<weights>/flan-t5-large``) holding ``encoder.safetensors`` (or a full ``model.safetensors``);
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from sat2sound_core.errors import DownloadError, InputError, WeightsError
+from sat2sound_core.common.errors import DownloadError, InputError, WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class LazyTextEncoder:
 
 def t5_dir() -> Path:
     """Our FLAN-T5 folder: ``SAT2SOUND_T5_DIR`` or ``<weights>/flan-t5-large``."""
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.common.settings import get_settings
 
     env = os.environ.get(T5_DIR_ENV)
     return Path(env).expanduser() if env else get_settings().weights / "flan-t5-large"
@@ -159,7 +159,7 @@ def load_tokenizer(folder: Path | None = None) -> Any:
     """The FLAN-T5 tokenizer (transformers ``AutoTokenizer``) from ``folder``, our T5 folder or the Hub."""
     from transformers import AutoTokenizer
 
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.common.settings import get_settings
 
     folder = folder or t5_dir()
     if not ((folder / "tokenizer.json").is_file() or (folder / "spiece.model").is_file()):
@@ -179,7 +179,7 @@ def load_tokenizer(folder: Path | None = None) -> Any:
 
 def _tangoflux_file() -> tuple[Path, Path | None] | None:
     """(tangoflux.safetensors, its t5_config.json if any) when TangoFlux weights are on this machine."""
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.common.settings import get_settings
 
     settings = get_settings()
     source = Path(settings.tangoflux).expanduser()
@@ -201,7 +201,7 @@ def _tangoflux_file() -> tuple[Path, Path | None] | None:
 
 def locate_encoder_weights(download: bool = True, progress: Callable[..., None] | None = None) -> tuple[EncoderWeights, Path | None]:
     """Find (or range-download) the encoder tensors; returns them and a T5 config file if one was found."""
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.common.settings import get_settings
 
     folder = t5_dir()
     cfg = folder / "config.json"
@@ -236,8 +236,8 @@ def download_encoder(folder: Path, progress: Callable[..., None] | None = None, 
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import build_hf_headers
 
-    from sat2sound_core.settings import get_settings
-    from sat2sound_core.t5 import download_safetensors_subset
+    from sat2sound_core.common.settings import get_settings
+    from sat2sound_core.weights.hub import download_safetensors_subset
 
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
     folder.mkdir(parents=True, exist_ok=True)
@@ -284,7 +284,7 @@ def _read_config(weights: EncoderWeights, config_file: Path | None) -> dict[str,
         return json.loads(meta["config"])
     if shape == (32128, 1024) and n_layers == 24:  # flan-t5-large's encoder: its config is known
         return dict(FLAN_T5_LARGE_CONFIG)
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.common.settings import get_settings
 
     settings = get_settings()
     return json.loads(_hub_file("config.json", settings.is_offline, settings.weights).read_text())
@@ -303,7 +303,7 @@ def build_t5_encoder(config: Mapping[str, Any], weights: EncoderWeights) -> Any:
     from safetensors import safe_open
     from transformers import T5Config, T5EncoderModel
 
-    from sat2sound_core.statedict import key_mismatch
+    from sat2sound_core.weights.statedict import key_mismatch
 
     cfg = T5Config(**{k: v for k, v in config.items() if k not in ("architectures", "transformers_version")})
     with torch.device("meta"):
@@ -343,9 +343,9 @@ def load_text_encoder(
     """The shared FLAN-T5 text encoder on ``device`` (float32), with its tokenizer.
 
     Built once per process: the encoder object is registered under
-    ``"flan-t5-large|<device>|torch.float32"`` in :mod:`sat2sound_core.t5`, the key TangoFlux uses too.
+    ``"flan-t5-large|<device>|torch.float32"`` in :mod:`sat2sound_core.weights.hub`, the key TangoFlux uses too.
     """
-    from sat2sound_core.t5 import shared_encoder
+    from sat2sound_core.weights.hub import shared_encoder
 
     dev = torch.device(device)
     dtype = torch.float32

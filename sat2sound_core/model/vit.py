@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sat2sound_core.accel.onednn import Linear, linear, linear_gelu
 from sat2sound_core.model.config import GSD, ModelConfig
-from sat2sound_core.model.kernels import Linear, linear, linear_gelu
 
 
 def ground_resolution(scales: list[int], sat_type: str, device: torch.device | str = "cpu") -> torch.Tensor:

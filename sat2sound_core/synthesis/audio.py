@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sat2sound_core.errors import InputError
+from sat2sound_core.common.errors import InputError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

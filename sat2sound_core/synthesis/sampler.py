@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sat2sound_core.progress import CancelToken
-from sat2sound_core.settings import switch_off
+from sat2sound_core.common.progress import CancelToken
+from sat2sound_core.common.settings import switch_off
 from sat2sound_core.synthesis.components import HOP, SAMPLE_RATE
 
 # Measured on the Oobleck decoder (docs/synthesis.md, tests/sat2sound_core/synthesis/test_decode.py): a

@@ -21,8 +21,8 @@ from typing import Any, overload
 import torch
 from torch import nn
 
-from sat2sound_core.errors import InputError
-from sat2sound_core.progress import CancelToken
+from sat2sound_core.common.errors import InputError
+from sat2sound_core.common.progress import CancelToken
 from sat2sound_core.synthesis import sampler
 from sat2sound_core.synthesis.audio import Audio
 from sat2sound_core.synthesis.cache import AudioCache, request_key
@@ -330,7 +330,7 @@ class Synthesizer:
         ``latent_seconds`` runs the model on a latent shorter than 30 s — cheaper, but it changes the
         result (see docs/synthesis.md), so it is off by default. Captions with the same token length are
         batched; each result equals the one-caption call. ``progress(done, total, message)`` is called per
-        step; raise :class:`~sat2sound_core.progress.Cancelled` from it or cancel ``cancel`` to stop.
+        step; raise :class:`~sat2sound_core.common.progress.Cancelled` from it or cancel ``cancel`` to stop.
         """
         single = isinstance(caption, str)
         captions = [caption] if isinstance(caption, str) else list(caption)
@@ -432,11 +432,11 @@ def load_synthesizer(
     layout; missing files are downloaded with progress unless offline (then the error names the files
     and their sizes). Every tensor's key and shape is checked against the architecture (the only key
     allowed to be absent is T5's tied input embedding). The T5 encoder is shared process-wide through
-    :func:`sat2sound_core.t5.shared_encoder`. ``precision`` applies to the flow transformer.
+    :func:`sat2sound_core.weights.hub.shared_encoder`. ``precision`` applies to the flow transformer.
     Synthesis is non-commercial: show :data:`LICENCE_NOTE` where users turn it on.
     """
-    from sat2sound_core.settings import get_settings
-    from sat2sound_core.t5 import peek, shared_encoder
+    from sat2sound_core.common.settings import get_settings
+    from sat2sound_core.weights.hub import peek, shared_encoder
 
     settings = get_settings()
     dev = resolve_device(device)

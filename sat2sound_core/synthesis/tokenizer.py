@@ -16,7 +16,7 @@ from typing import Protocol
 
 import torch
 
-from sat2sound_core.errors import InputError, WeightsError
+from sat2sound_core.common.errors import InputError, WeightsError
 from sat2sound_core.synthesis.components import MAX_TEXT_TOKENS
 
 log = logging.getLogger(__name__)

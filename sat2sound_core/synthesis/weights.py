@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sat2sound_core.errors import DownloadError, WeightsError
-from sat2sound_core.settings import get_settings
+from sat2sound_core.common.errors import DownloadError, WeightsError
+from sat2sound_core.common.settings import get_settings
 from sat2sound_core.synthesis.components import (
     FLAN_T5_LARGE,
     OOBLECK_DEFAULT,
@@ -264,7 +264,7 @@ def check_keys(
 ) -> None:
     """Raise :class:`WeightsError` unless the file's keys and shapes are exactly ``expected``; the keys
     in ``allowed_missing`` may be absent (when present, their shapes are checked too)."""
-    from sat2sound_core.statedict import key_mismatch
+    from sat2sound_core.weights.statedict import key_mismatch
 
     problem = key_mismatch(expected, _file_keys(path), allowed_missing)
     if problem:

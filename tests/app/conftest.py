@@ -44,7 +44,7 @@ def app_env_values(
 @pytest.fixture()
 def app_env(app_env_values: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """The app's environment applied to this process (AppTest runs the page in-process)."""
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.common.settings import get_settings
 
     for k, v in app_env_values.items():
         monkeypatch.setenv(k, v)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app import config
-from sat2sound_core.errors import ConfigError
+from sat2sound_core.common.errors import ConfigError
 
 
 def test_defaults() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app import inputs
-from sat2sound_core.errors import InputError
+from sat2sound_core.common.errors import InputError
 
 
 @pytest.mark.parametrize(

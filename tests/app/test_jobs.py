@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 from app.jobs import Job
-from sat2sound_core.errors import InputError
-from sat2sound_core.progress import Cancelled
+from sat2sound_core.common.errors import InputError
+from sat2sound_core.common.progress import Cancelled
 
 
 def test_job_returns_result_and_progress() -> None:

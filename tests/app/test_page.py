@@ -165,7 +165,7 @@ def test_missing_gallery_keeps_the_heatmap_and_says_what_to_do(
     app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("SAT2SOUND_GALLERY", str(tmp_path / "absent.h5"))
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.common.settings import get_settings
 
     get_settings.cache_clear()
     at = _go(_app(), "45.0, 7.0")

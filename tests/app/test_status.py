@@ -10,7 +10,7 @@ from app import status
 
 
 def test_items_report_present_and_missing(product_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.common.settings import get_settings
 
     weights = tmp_path / "weights"
     (weights / "sat2sound").mkdir(parents=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from bench.bench_model import count_flops, paired_fraction
-from sat2sound_core.model import ModelConfig, Sat2Sound, native
+from sat2sound_core.accel import native
+from sat2sound_core.model import ModelConfig, Sat2Sound
 
 
 def test_flops_do_not_depend_on_the_attention_kernel() -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sat2sound_core.settings import Settings, from_env
+from sat2sound_core.common.settings import Settings, from_env
 from tiles.config import DEFAULT_USER_AGENT, TilesConfig, get_config
 from tiles.errors import TilesConfigError
 

@@ -205,7 +205,7 @@ def test_footprints_nest_and_scale() -> None:
 @pytest.mark.parametrize("size", [1500, 1001, 1003, 1280, 1024, 700])
 @pytest.mark.parametrize("scale", [1, 3, 5])
 def test_crop_agrees_with_the_model_preprocessing(size: int, scale: int) -> None:
-    from sat2sound_core.model.image import center_crop
+    from sat2sound_core.preprocess.image import center_crop
 
     chip = _chip("bingmap", size)
     np.testing.assert_array_equal(chip.crop(scale).image, center_crop(chip.image, scale * 300))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sat2sound_core.errors import ConfigError
+from sat2sound_core.common.errors import ConfigError
 from sat2sound_core.model.config import (
     ALLOWED_SCALES,
     GSD,

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from sat2sound_core import Metadata, image_to_tensor, load_model, log_mel
-from sat2sound_core.model.image import images_to_tensor
-from sat2sound_core.model.loading import clear_model_cache
+from sat2sound_core.preprocess.image import images_to_tensor
+from sat2sound_core.weights.loading import clear_model_cache
 from tests.conftest import ResultsOnCpu, reference_file
 from tests.sat2sound_core.model.test_fidelity_network import load_make_weights, maxabs, rel
 
@@ -36,7 +36,7 @@ META_NAMES = {"audio_source": ["yfcc", "iNat", "aporee", "freesound"], "caption_
 
 @pytest.fixture(scope="module")
 def session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.common.settings import get_settings
 
     home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as mp:
@@ -116,7 +116,7 @@ def test_image_inputs_from_raw_pixels_are_exact(image_run: dict, goldens: dict) 
 
 
 def test_metadata_encodings_are_exact(image_run: dict, goldens: dict) -> None:
-    from sat2sound_core.model.metadata import encode_metadata
+    from sat2sound_core.preprocess.metadata import encode_metadata
 
     gold = goldens["model"]
     batch = encode_metadata(image_run["meta"], "latlong_month_time_asource_tsource", len(image_run["zooms"]))

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat2sound_core.model import Metadata, ModelConfig, Sat2Sound
-from sat2sound_core.model.metadata import encode_metadata
 from sat2sound_core.model.vit import ground_resolution, gsd_sincos_pos_embed
+from sat2sound_core.preprocess.metadata import encode_metadata
 from tests.conftest import reference_file
 
 pytestmark = pytest.mark.slow

@@ -120,7 +120,7 @@ def test_last_block_has_no_dead_parameters() -> None:
 @pytest.fixture(params=["native", "pytorch"])
 def attention_path(request):
     """Run a test with the native window attention and again with PyTorch's."""
-    from sat2sound_core.model import native
+    from sat2sound_core.accel import native
 
     native.set_enabled(request.param == "native")
     if request.param == "native":

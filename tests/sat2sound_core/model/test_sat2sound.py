@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sat2sound_core.errors import ConfigError, InputError, WeightsError
+from sat2sound_core.common.errors import ConfigError, InputError, WeightsError
 from sat2sound_core.model import Encoding, Metadata, ModelConfig, Sat2Sound
-from sat2sound_core.model.metadata import encode_metadata
+from sat2sound_core.preprocess.metadata import encode_metadata
 
 META = Metadata(lat=38.6, lon=-90.2, hour=13, month=5, audio_source="yfcc", caption_source="meta")
 
@@ -319,7 +319,7 @@ def test_bf16_precision(images: torch.Tensor) -> None:
 
 
 def test_fused_and_plain_kernels_agree(images: torch.Tensor) -> None:
-    from sat2sound_core.model import kernels
+    from sat2sound_core.accel import onednn as kernels
 
     model = _model()
     mels = torch.randn(1, 1001, 64, generator=torch.Generator().manual_seed(6))

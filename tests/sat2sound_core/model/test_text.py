@@ -13,8 +13,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from sat2sound_core import t5 as t5_registry
-from sat2sound_core.errors import DownloadError, InputError
+from sat2sound_core.common.errors import DownloadError, InputError
 from sat2sound_core.model import text
 from sat2sound_core.model.text import (
     LazyTextEncoder,
@@ -24,6 +23,7 @@ from sat2sound_core.model.text import (
     load_text_encoder,
     load_tokenizer,
 )
+from sat2sound_core.weights import hub as t5_registry
 from tests.conftest import reference_file
 from tests.fixtures.mini_hub import MiniHub
 from tests.fixtures.tiny_t5_tokenizer import build_tokenizer_folder
@@ -56,7 +56,7 @@ def t5_dir(tmp_path: Path, tiny: Path, product_home: Path, monkeypatch: pytest.M
 
 
 def _settings_changed() -> None:
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.common.settings import get_settings
 
     get_settings.cache_clear()
 
@@ -139,7 +139,7 @@ def test_a_full_t5_file_in_our_folder_is_used_first(
 def test_a_t5_file_with_a_wrong_or_missing_tensor_is_refused(tmp_path: Path, tiny: Path) -> None:
     from safetensors.torch import load_file
 
-    from sat2sound_core.errors import WeightsError
+    from sat2sound_core.common.errors import WeightsError
 
     config = json.loads((tiny / "tiny_t5" / "config.json").read_text())
     state = load_file(tiny / "tiny_t5" / "model.safetensors")
@@ -281,7 +281,7 @@ def test_an_interrupted_download_resumes_where_it_stopped(
 
 
 def test_resume_across_runs_and_ignored_ranges(t5_dir: Path, hub: tuple[MiniHub, dict], small_chunks: None) -> None:
-    from sat2sound_core.t5 import download_safetensors_subset
+    from sat2sound_core.weights.hub import download_safetensors_subset
 
     server, tensors = hub
     url = f"{server.endpoint}/{text.FLAN_T5_REPO}/resolve/main/model.safetensors"
@@ -327,10 +327,10 @@ def test_load_model_attaches_an_encoder_that_finds_the_weights_on_first_use(
 ) -> None:
     import dataclasses
 
-    from sat2sound_core.model import checkpoints as ck
     from sat2sound_core.model.config import ModelConfig
-    from sat2sound_core.model.loading import clear_model_cache, load_model
     from sat2sound_core.model.sat2sound import Sat2Sound
+    from sat2sound_core.weights import checkpoints as ck
+    from sat2sound_core.weights.loading import clear_model_cache, load_model
 
     _use_tangoflux(monkeypatch, tiny)
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sat2sound_core.errors import InputError
+from sat2sound_core.common.errors import InputError
 from sat2sound_core.synthesis import Audio
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sat2sound_core.model import kernels
+from sat2sound_core.accel import onednn as kernels
 from sat2sound_core.synthesis import sampler
 from sat2sound_core.synthesis.components import build_transformer, use_onednn_linear
 from sat2sound_core.synthesis.weights import read_config

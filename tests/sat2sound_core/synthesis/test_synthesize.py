@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from sat2sound_core.errors import InputError
-from sat2sound_core.progress import Cancelled, CancelToken
+from sat2sound_core.common.errors import InputError
+from sat2sound_core.common.progress import Cancelled, CancelToken
 from sat2sound_core.synthesis import FAST_STEPS, LICENCE_NOTE, Audio, CaptionTruncatedWarning
 from tests.sat2sound_core.synthesis.conftest import rel_err
 

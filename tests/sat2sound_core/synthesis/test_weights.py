@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from sat2sound_core.errors import DownloadError, WeightsError
+from sat2sound_core.common.errors import DownloadError, WeightsError
 from sat2sound_core.synthesis import load_synthesizer
 from sat2sound_core.synthesis.components import ConditioningHeads, build_t5, build_transformer, build_vae
 from sat2sound_core.synthesis.synthesizer import _meta_build, _t5_key
@@ -129,7 +129,7 @@ def online_home(tmp_path, monkeypatch):
     """A product home with downloads allowed (the Hub itself is a loopback server)."""
     import huggingface_hub.constants as hub_constants
 
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.common.settings import get_settings
 
     monkeypatch.setenv("SAT2SOUND_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -141,7 +141,7 @@ def online_home(tmp_path, monkeypatch):
 
 
 def test_download_from_a_loopback_hub_with_progress_then_offline(online_home, tiny_dir, monkeypatch):
-    from sat2sound_core.settings import get_settings
+    from sat2sound_core.common.settings import get_settings
 
     files = {"test-org/tiny-tangoflux": repo_from_folder(tiny_dir, REPO_FILES)}
     progress = []
@@ -199,7 +199,7 @@ def test_vocab_tokenizer():
 
 
 def test_t5_encoder_is_shared(tiny_dir, tiny_synth):
-    from sat2sound_core.t5 import peek
+    from sat2sound_core.weights.hub import peek
 
     again = load_synthesizer(tiny_dir, device="cpu", precision="fp32", cache=False)
     assert again.t5 is tiny_synth.t5

@@ -1,0 +1,127 @@
+"""One settings object for the whole product, read from ``SAT2SOUND_*`` environment variables.
+
+Every cache (weights, converted checkpoints, encodings, galleries, synthesised audio) lives under one
+home directory so a user can see, move or delete it in one place. The variables are documented in the
+README; :func:`describe` renders that table from the fields below so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+
+from sat2sound_core.common.errors import ConfigError
+
+PREFIX = "SAT2SOUND_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def switch_off(name: str) -> bool:
+    """True when the on/off environment variable ``name`` (a performance switch such as
+    ``SAT2SOUND_FUSED_LINEAR``, default on) is set to 0, false, no or off."""
+    return os.environ.get(name, "1").strip().lower() in _FALSE - {""}
+
+
+def _default_home() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "sat2sound"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Product-wide configuration. Build it with :func:`get_settings` (reads the environment)."""
+
+    home: Path = field(default_factory=_default_home, metadata={"help": "root of every cache"})
+    weights_dir: Path | None = field(
+        default=None, metadata={"help": "where checkpoints are looked up and downloaded (default: HOME/weights)"}
+    )
+    device: str = field(default="auto", metadata={"help": "torch device: auto, cpu, cuda, cuda:N"})
+    precision: str = field(default="auto", metadata={"help": "model precision: auto, fp32 or bf16"})
+    offline: bool = field(
+        default=False, metadata={"help": "never download (HF_HUB_OFFLINE=1 has the same effect)"}
+    )
+    hf_repo: str = field(default="MVRL/sat2sound", metadata={"help": "Hugging Face repo of the checkpoints"})
+    gallery: str = field(
+        default="", metadata={"help": "gallery to retrieve from (default: the official demo gallery)"}
+    )
+    tangoflux: str = field(
+        default="declare-lab/TangoFlux", metadata={"help": "TangoFlux weights: HF repo id or local folder"}
+    )
+    user_agent: str = field(
+        default="sat2sound-map/0.1 (+https://github.com/sat2sound-map)",
+        metadata={"help": "User-Agent sent to tile providers"},
+    )
+    tile_cache: bool = field(
+        default=True, metadata={"help": "keep fetched tiles on disk where the provider's terms allow"}
+    )
+    esri_disk_cache: bool = field(
+        default=False, metadata={"help": "opt in to storing Esri World Imagery tiles on disk (check its terms)"}
+    )
+    log_level: str = field(default="INFO", metadata={"help": "logging level"})
+
+    @property
+    def weights(self) -> Path:
+        """Directory holding checkpoints (``weights_dir`` or ``home/weights``)."""
+        return self.weights_dir if self.weights_dir is not None else self.home / "weights"
+
+    def cache_dir(self, name: str) -> Path:
+        """A named sub-cache under ``home`` (created on demand)."""
+        path = self.home / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def is_offline(self) -> bool:
+        """True when downloads are disabled by this product's or Hugging Face's switch."""
+        return self.offline or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+
+
+def _parse(name: str, raw: str, default: object) -> object:
+    if isinstance(default, bool):
+        value = raw.strip().lower()
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not a boolean; use 1/0, true/false, yes/no.")
+    if name in ("home", "weights_dir"):
+        return Path(raw).expanduser()
+    return raw
+
+
+def from_env(env: dict[str, str] | None = None) -> Settings:
+    """Build settings from ``env`` (default ``os.environ``), validating every value."""
+    env = dict(os.environ if env is None else env)
+    base = Settings()
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        key = PREFIX + f.name.upper()
+        if key in env:
+            values[f.name] = _parse(f.name, env[key], getattr(base, f.name))
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"{PREFIX}PRECISION={settings.precision!r}; use auto, fp32 or bf16.")
+    if settings.device != "auto" and not (settings.device == "cpu" or settings.device.startswith("cuda")):
+        raise ConfigError(f"{PREFIX}DEVICE={settings.device!r}; use auto, cpu, cuda or cuda:N.")
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once; call ``get_settings.cache_clear()`` after changing env)."""
+    return from_env()
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, help) for every setting, as the README and ``sat2sound --help`` list them."""
+    base = Settings()
+    rows = []
+    for f in fields(Settings):
+        default = getattr(base, f.name)
+        if f.name == "home":
+            default = "$XDG_CACHE_HOME/sat2sound or ~/.cache/sat2sound"
+        rows.append((PREFIX + f.name.upper(), str(default if default is not None else ""), f.metadata["help"]))
+    return rows
