@@ -24,3 +24,7 @@ class WeightsError(Sat2SoundError):
 
 class DownloadError(Sat2SoundError):
     """A download failed or is impossible (offline); the message names what to fetch and how."""
+
+
+class ImageryError(Sat2SoundError):
+    """Imagery for a place could not be had (the ``tiles`` package's error, re-raised with its message)."""

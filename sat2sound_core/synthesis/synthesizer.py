@@ -21,6 +21,8 @@ from typing import Any, overload
 import torch
 from torch import nn
 
+from sat2sound_core.common import devices
+from sat2sound_core.common.devices import resolve_device, torch_dtype
 from sat2sound_core.common.errors import InputError
 from sat2sound_core.common.progress import CancelToken
 from sat2sound_core.synthesis import sampler
@@ -69,33 +71,16 @@ MAX_BATCH = 4  # captions per transformer forward (each is 2 rows with guidance)
 ProgressFn = Callable[[float, float, str], None]
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; anything else as given (``"cpu"``, ``"cuda:1"``)."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"device {device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:N' or 'auto'.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("CUDA was requested but no CUDA device is available; use device='cpu' or 'auto'.")
-    return dev
-
-
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """Transformer dtype: ``fp32``, ``bf16`` or ``auto`` (= fp32 on every device).
+    """The transformer's dtype for ``fp32``, ``bf16`` or ``auto`` (:mod:`sat2sound_core.common.devices`).
 
-    ``auto`` stays fp32 because bf16 was measured *not* to stay within the reference tolerance (on the
-    tiny reference model the step-0 velocity moves by 8e-3 and the 10-s waveform by 17 % of its peak;
-    docs/synthesis.md), so bf16 is an explicit, approximate opt-in (measured: 1.9x faster per step on
-    this project's AVX512-BF16 CPU, 3.8x faster per clip on an H100).
-    T5, the two heads, the latents and Euler update, and the VAE always stay in float32.
+    TangoFlux's bf16 output is *not* within the reference tolerance (on the tiny reference model the
+    step-0 velocity moves by 8e-3 and the 10-s waveform by 17 % of its peak; docs/synthesis.md), so
+    ``auto`` is fp32 here and bf16 is an explicit, approximate opt-in (measured: 1.9x faster per step
+    on this project's AVX512-BF16 CPU, 3.8x faster per clip on an H100). T5, the two heads, the latents
+    and Euler update, and the VAE always stay in float32.
     """
-    if precision in ("fp32", "auto"):
-        return torch.float32
-    if precision == "bf16":
-        return torch.bfloat16
-    raise InputError(f"precision {precision!r} is not one of 'fp32', 'bf16', 'auto'.")
+    return torch_dtype(devices.resolve_precision(precision, device, bf16_within_tolerance=False))
 
 
 def _precision_name(dtype: torch.dtype) -> str:

@@ -13,13 +13,13 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sat2sound_core.common.errors import ConfigError, WeightsError
+from sat2sound_core.common.devices import resolve_device, resolve_precision
+from sat2sound_core.common.errors import WeightsError
 from sat2sound_core.common.progress import report
 from sat2sound_core.model.config import ModelConfig
 from sat2sound_core.model.sat2sound import Sat2Sound
@@ -30,56 +30,6 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _models: dict[tuple[str, str, str], Sat2Sound] = {}
-
-_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-
-
-def bf16_flags_in(cpuinfo: str) -> bool:
-    """True when a /proc/cpuinfo text lists AMX-BF16 or AVX512-BF16 among its CPU flags."""
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return any(f in flags for f in _BF16_CPU_FLAGS)
-    return False
-
-
-@lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """True when this CPU has AMX-BF16 or AVX512-BF16 (bf16 matrix math is then fast on CPU)."""
-    try:
-        return bf16_flags_in(Path("/proc/cpuinfo").read_text())
-    except OSError:
-        return False
-
-
-def resolve_device(device: str | torch.device = "cpu") -> torch.device:
-    """``"auto"`` -> cuda when available else cpu; otherwise the named device (validated)."""
-    if isinstance(device, torch.device):
-        return device
-    if device in ("auto", "", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"Unknown device {device!r}; use cpu, cuda, cuda:N or auto.") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"Device {device!r} was requested but CUDA is not available; use device='cpu'.")
-    return dev
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` -> bf16 on CPUs with AMX/AVX512-BF16 and on CUDA devices that support it, else fp32."""
-    p = str(precision).lower()
-    if p in ("fp32", "float32"):
-        return "fp32"
-    if p in ("bf16", "bfloat16"):
-        return "bf16"
-    if p != "auto":
-        raise ConfigError(f"Unknown precision {precision!r}; use fp32, bf16 or auto.")
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
-
 
 def config_from_dict(values: Mapping[str, Any]) -> ModelConfig:
     """A :class:`ModelConfig` from stored (JSON) values; lists become tuples, unknown keys are ignored."""

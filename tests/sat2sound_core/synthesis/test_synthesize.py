@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from sat2sound_core.common.errors import InputError
+from sat2sound_core.common.errors import ConfigError, InputError
 from sat2sound_core.common.progress import Cancelled, CancelToken
 from sat2sound_core.synthesis import FAST_STEPS, LICENCE_NOTE, Audio, CaptionTruncatedWarning
 from tests.sat2sound_core.synthesis.conftest import rel_err
@@ -217,12 +217,12 @@ def test_bf16_is_approximate_and_not_the_default(golden, tiny_dir):
 
     assert resolve_precision("auto", torch.device("cpu")) == torch.float32
     assert resolve_precision("auto", torch.device("cuda")) == torch.float32
-    with pytest.raises(InputError, match="precision"):
+    with pytest.raises(ConfigError, match="precision"):
         resolve_precision("fp16", torch.device("cpu"))
     if not torch.cuda.is_available():
-        with pytest.raises(InputError, match="CUDA"):
+        with pytest.raises(ConfigError, match="CUDA"):
             resolve_device("cuda")
-    with pytest.raises(InputError, match="not a torch device"):
+    with pytest.raises(ConfigError, match="unknown device"):
         resolve_device("gpu please")
     synth = load_synthesizer(tiny_dir, precision="bf16", cache=False)
     assert synth.precision == "bf16" and next(synth.transformer.parameters()).dtype == torch.bfloat16
