@@ -1,0 +1,1 @@
+"""Training Sat2Sound with the paper's recipe: the contrastive objective with pseudo-positives."""
