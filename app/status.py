@@ -38,14 +38,14 @@ def _fmt_size(n: int | None) -> str:
 
 def checkpoint_path(name: str) -> Path | None:
     """The local file for a checkpoint name or path, or None when it still has to be downloaded."""
-    from sat2sound_core.weights.checkpoints import local_candidates
+    from sat2sound_core.weights.hub import local_copy
     from sat2sound_core.weights.registry import CHECKPOINTS
 
     info = CHECKPOINTS.get(name)
     if info is None:
         p = Path(name).expanduser()
         return p if p.is_file() else None
-    return next((c for c in local_candidates(info.filename, get_settings().weights) if c.is_file()), None)
+    return local_copy(info.filename, get_settings().weights)
 
 
 def items(checkpoint: str) -> list[Item]:
@@ -97,7 +97,7 @@ def items(checkpoint: str) -> list[Item]:
 
 def _t5_path() -> Path | None:
     from sat2sound_core.common.errors import Sat2SoundError
-    from sat2sound_core.model.text import locate_encoder_weights
+    from sat2sound_core.weights.t5 import locate_encoder_weights
 
     try:
         weights, _ = locate_encoder_weights(download=False)
@@ -155,7 +155,7 @@ def _download(item: Item) -> None:
 
         path = official_gallery_path(progress=progress)
     elif item.download == "t5":
-        from sat2sound_core.model.text import download_encoder, t5_dir
+        from sat2sound_core.weights.t5 import download_encoder, t5_dir
 
         path = download_encoder(t5_dir(), progress=progress)
     elif item.download == "tangoflux":
@@ -164,7 +164,7 @@ def _download(item: Item) -> None:
         resources.get_synthesizer(settings.tangoflux, settings.device, settings.precision, _progress=progress)
         path = settings.tangoflux
     else:
-        from sat2sound_core.weights.checkpoints import fetch
+        from sat2sound_core.weights.hub import fetch
         from sat2sound_core.weights.registry import resolve_source
 
         source = resolve_source(item.download, settings.hf_repo)
