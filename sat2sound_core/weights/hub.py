@@ -11,9 +11,9 @@
 * :func:`progress_bar_class` — the one adapter from huggingface_hub's tqdm bars to our
   ``(done, total, message)`` progress callback.
 
-Offline mode (``SAT2SOUND_OFFLINE`` or ``HF_HUB_OFFLINE``) limits every function here to local
-copies and caches; the mirror in ``HF_ENDPOINT`` is read on every call
-(:attr:`~sat2sound_core.common.settings.Settings.hf_endpoint`).
+Offline mode (``SAT2SOUND_OFFLINE`` or ``HF_HUB_OFFLINE``) limits the ``fetch*`` functions to local
+copies and caches, and their errors then say what to download and where to put it. The mirror in
+``HF_ENDPOINT`` is read on every call (:attr:`~sat2sound_core.common.settings.Settings.hf_endpoint`).
 """
 
 from __future__ import annotations
