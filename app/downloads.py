@@ -6,29 +6,37 @@ Bytes come from :mod:`sat2sound_core.export`; this module only names files and d
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from sat2sound_core import export
 
+if TYPE_CHECKING:
+    import numpy as np
+    from streamlit.runtime.state import SessionStateProxy
 
-def _stem(ss: Any, ctl: Any) -> str:
+    from app.page import Controls
+    from sat2sound_core.maps.heatmaps import Heatmap
+    from sat2sound_core.synthesis.audio import Audio
+
+
+def _stem(ss: SessionStateProxy, ctl: Controls) -> str:
     p = ss.point
     return f"sat2sound_{p.lat:.5f}_{p.lon:.5f}_s{ctl.scale}"
 
 
-def current_heatmaps(ss: Any) -> list[Any]:
+def current_heatmaps(ss: SessionStateProxy) -> list[Heatmap]:
     """Every heatmap computed for the current result in this session (one GeoTIFF band each)."""
     rid = id(ss.result)
-    out = []
+    out: list[Heatmap] = []
     for key, heat in ss.heatmaps.items():
         if key[0] == rid and hasattr(heat, "values") and hasattr(heat, "transform"):
             out.append(heat)
     return out
 
 
-def render(ss: Any, ctl: Any, heat: Any) -> None:
+def render(ss: SessionStateProxy, ctl: Controls, heat: object) -> None:
     """Draw the download buttons. Files are built only when a button is pressed (Streamlit runs the
     callable in its own thread), so drawing the tab costs nothing on every click."""
     stem = _stem(ss, ctl)
@@ -74,7 +82,7 @@ def render(ss: Any, ctl: Any, heat: Any) -> None:
                            on_click="ignore")
 
 
-def audio_arrays(audio: Any) -> tuple[Any, int]:
+def audio_arrays(audio: Audio | tuple[np.ndarray, int]) -> tuple[np.ndarray, int]:
     """(samples, rate) of a gallery clip (a (samples, rate) pair) or a synthesised ``Audio``."""
     if isinstance(audio, tuple):
         return audio[0], int(audio[1])

@@ -16,19 +16,25 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar
 
 import streamlit as st
 
+if TYPE_CHECKING:
+    from sat2sound_core.engine import Engine
+    from sat2sound_core.synthesis import Synthesizer
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Obj = TypeVar("Obj")
+P = ParamSpec("P")
 
 # What the first analysis needs besides the checkpoint itself: torch and the model (engine), the text
-# encoder (transformers), the gallery reader (h5py), overlays and exports.
+# encoder's loader, the gallery reader (h5py), overlays and exports.
 HEAVY_MODULES = (
     "sat2sound_core.engine",
     "sat2sound_core.weights.loading",
-    "sat2sound_core.model.text",
+    "sat2sound_core.weights.t5",
     "sat2sound_core.gallery",
     "sat2sound_core.maps.render",
     "sat2sound_core.export",
@@ -95,26 +101,26 @@ def start_warmup() -> bool:
 
 
 @dataclass
-class Shared:
+class Shared(Generic[Obj]):
     """A heavy object and the lock that serialises calls into it."""
 
-    obj: Any
+    obj: Obj
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     @contextmanager
-    def use(self) -> Iterator[Any]:
+    def use(self) -> Iterator[Obj]:
         """``with shared.use() as obj:`` — hold the lock while calling into ``obj``."""
         with self.lock:
             yield self.obj
 
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` while holding this object's lock."""
         with self.lock:
             return fn(*args, **kwargs)
 
 
 @st.cache_resource(show_spinner="Loading the Sat2Sound model (once per process)…", max_entries=2)
-def get_engine(checkpoint: str, precision: str, device: str, gallery: str) -> Shared:
+def get_engine(checkpoint: str, precision: str, device: str, gallery: str) -> Shared[Engine]:
     """The engine for one (checkpoint, precision, device, gallery), built once per process."""
     import_heavy_modules()
     from sat2sound_core.engine import Engine
@@ -127,7 +133,9 @@ def get_engine(checkpoint: str, precision: str, device: str, gallery: str) -> Sh
 
 
 @st.cache_resource(show_spinner="Loading TangoFlux (once per process)…", max_entries=1)
-def get_synthesizer(source: str, device: str, precision: str, _progress: Callable[..., None] | None = None) -> Shared:
+def get_synthesizer(
+    source: str, device: str, precision: str, _progress: Callable[[float, float, str], None] | None = None
+) -> Shared[Synthesizer]:
     """The TangoFlux synthesiser for ``source`` (HF repo id or local folder), built once per process.
 
     ``_progress`` (not part of the cache key) reports the download when the weights are fetched.

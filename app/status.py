@@ -1,10 +1,11 @@
 """The "Weights and galleries" panel: what is on disk, what each feature needs, how to get the rest.
 
-Presence and sizes come from the checkpoint registry and the product settings; downloads go through
-the library's own downloader (with a progress bar). When downloads are impossible (offline switch) the
-panel says so and names the environment variables that point at local copies. Nothing here blocks the
-map: the panel is drawn inside a collapsed expander, computed only once it is opened (the presence
-checks import torch), and only reads the file system.
+What is present, how big it is and how to fetch it come from the library's weights inventory
+(:func:`sat2sound_core.weights.inventory.inventory`, the list ``sat2sound weights list`` prints too);
+downloads go through its downloader (with a progress bar). When downloads are impossible (offline
+switch) the panel says so and names the environment variables that point at local copies. Nothing
+here blocks the map: the panel is drawn inside a collapsed expander, computed only once it is opened
+(the presence checks import torch), and only reads the file system.
 """
 
 from __future__ import annotations
@@ -12,105 +13,64 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from sat2sound_core.common.settings import get_settings
 
+if TYPE_CHECKING:
+    from sat2sound_core.weights.inventory import WeightsItem
+
 log = logging.getLogger(__name__)
+
+# what the panel calls each kind of entry, and which features need it
+_NEEDED_FOR = {
+    "checkpoint": "the map's heatmaps, captions and concepts",
+    "gallery": "top-k captions, gallery audio, concept examples",
+    "text encoder": "text, word and composed heatmaps",
+    "synthesis": "the 'Synthesise' buttons",
+}
 
 
 @dataclass(frozen=True)
 class Item:
-    """One thing a feature needs: its name, what uses it, where it is (None = missing), rough size."""
+    """One inventory entry as the panel shows it: its name here and what uses it."""
 
     name: str
     needed_for: str
-    path: Path | None
-    approx_bytes: int | None
-    download: str | None  # registry name the downloader accepts, or None when it cannot be fetched
+    entry: WeightsItem
+
+    @property
+    def path(self) -> Path | None:
+        """Where it is on this machine (None = missing)."""
+        return self.entry.path
+
+    @property
+    def approx_bytes(self) -> int | None:
+        return self.entry.approx_bytes
+
+    @property
+    def download(self) -> str | None:
+        """The key the downloader accepts, or None when it cannot be fetched (set a variable instead)."""
+        return self.entry.download
 
 
-def _fmt_size(n: int | None) -> str:
-    return "size unknown" if not n else f"≈{n / 1e9:.2f} GB" if n >= 1e8 else f"≈{n / 1e6:.0f} MB"
-
-
-def checkpoint_path(name: str) -> Path | None:
-    """The local file for a checkpoint name or path, or None when it still has to be downloaded."""
-    from sat2sound_core.weights.checkpoints import local_candidates
-    from sat2sound_core.weights.registry import CHECKPOINTS
-
-    info = CHECKPOINTS.get(name)
-    if info is None:
-        p = Path(name).expanduser()
-        return p if p.is_file() else None
-    return next((c for c in local_candidates(info.filename, get_settings().weights) if c.is_file()), None)
+def _label(entry: WeightsItem, checkpoint: str) -> str:
+    if entry.kind == "checkpoint":
+        return f"checkpoint {Path(checkpoint).name}"
+    if entry.kind == "gallery":
+        return "retrieval gallery"
+    if entry.kind == "synthesis":
+        return "TangoFlux (non-commercial licence)"
+    return entry.name
 
 
 def items(checkpoint: str) -> list[Item]:
-    """Status of the active checkpoint, the gallery and TangoFlux."""
-    from sat2sound_core.weights.registry import CHECKPOINTS, GALLERY
+    """Status of the active checkpoint, the text encoder, the gallery and TangoFlux."""
+    from sat2sound_core.weights.inventory import inventory
 
-    settings = get_settings()
-    info = CHECKPOINTS.get(checkpoint)
-    out = [
-        Item(
-            f"checkpoint {Path(checkpoint).name}",
-            "the map's heatmaps, captions and concepts",
-            checkpoint_path(checkpoint),
-            info.approx_bytes if info else None,
-            checkpoint if info else None,
-        )
-    ]
-    gallery = Path(settings.gallery).expanduser() if settings.gallery else None
-    out.append(
-        Item(
-            "retrieval gallery",
-            "top-k captions, gallery audio, concept examples",
-            gallery if gallery is not None and gallery.is_file() else _cached_gallery(),
-            GALLERY.approx_bytes,
-            None if gallery is not None else "gallery",
-        )
-    )
-    out.append(
-        Item(
-            "FLAN-T5-large text encoder",
-            "text, word and composed heatmaps",
-            _t5_path(),
-            1_365_000_000,
-            "t5",
-        )
-    )
-    tango = Path(settings.tangoflux).expanduser()
-    out.append(
-        Item(
-            "TangoFlux (non-commercial licence)",
-            "the 'Synthesise' buttons",
-            tango if tango.is_dir() else None,
-            3_000_000_000,
-            "tangoflux",
-        )
-    )
-    return out
-
-
-def _t5_path() -> Path | None:
-    from sat2sound_core.common.errors import Sat2SoundError
-    from sat2sound_core.model.text import locate_encoder_weights
-
-    try:
-        weights, _ = locate_encoder_weights(download=False)
-    except Sat2SoundError:
-        return None
-    return Path(weights.path)
-
-
-def _cached_gallery() -> Path | None:
-    from sat2sound_core.gallery import OFFICIAL_GALLERY
-
-    weights = get_settings().weights
-    return next((p for p in (weights / OFFICIAL_GALLERY, weights / Path(OFFICIAL_GALLERY).name) if p.is_file()), None)
+    return [Item(_label(e, checkpoint), _NEEDED_FOR[e.kind], e) for e in inventory(checkpoints=[checkpoint])]
 
 
 def render_offline_notice() -> None:
@@ -130,7 +90,7 @@ def render(checkpoint: str, offline_notice: bool = True) -> None:
         render_offline_notice()
     for item in items(checkpoint):
         icon = "✅" if item.path is not None else "⬜"
-        st.markdown(f"{icon} **{item.name}** — {_fmt_size(item.approx_bytes)}  \nneeded for {item.needed_for}")
+        st.markdown(f"{icon} **{item.name}** — {item.entry.size_text}  \nneeded for {item.needed_for}")
         if item.path is not None:
             st.caption(str(item.path))
         elif item.download and not settings.is_offline:
@@ -149,24 +109,14 @@ def _download(item: Item) -> None:
 
     assert item.download is not None
     settings = get_settings()
-    path: Any
-    if item.download == "gallery":
-        from sat2sound_core.gallery import official_gallery_path
-
-        path = official_gallery_path(progress=progress)
-    elif item.download == "t5":
-        from sat2sound_core.model.text import download_encoder, t5_dir
-
-        path = download_encoder(t5_dir(), progress=progress)
-    elif item.download == "tangoflux":
+    path: Path | str
+    if item.entry.kind == "synthesis":  # load it too, into the process-wide cache the page uses
         from app import resources
 
         resources.get_synthesizer(settings.tangoflux, settings.device, settings.precision, _progress=progress)
         path = settings.tangoflux
     else:
-        from sat2sound_core.weights.checkpoints import fetch
-        from sat2sound_core.weights.registry import resolve_source
+        from sat2sound_core.weights.inventory import download
 
-        source = resolve_source(item.download, settings.hf_repo)
-        path = fetch(source, settings.weights, settings.is_offline, progress=progress)
+        path = download(item.download, progress=progress)
     bar.progress(1.0, text=f"{item.name}: done ({path})")

@@ -262,28 +262,26 @@ def _print_hits(hits: Sequence[Any]) -> None:
 
 def cmd_weights(args: argparse.Namespace) -> int:
     from sat2sound_core.common.settings import get_settings
-    from sat2sound_core.gallery import OFFICIAL_GALLERY, official_gallery_path
-    from sat2sound_core.weights import checkpoints as ck
+    from sat2sound_core.gallery import official_gallery_path
+    from sat2sound_core.weights.hub import fetch
+    from sat2sound_core.weights.inventory import inventory
     from sat2sound_core.weights.registry import list_checkpoints, resolve_source
 
     settings = get_settings()
     if args.weights_command == "list":
         print(f"weights folder: {settings.weights}{'  (offline)' if settings.is_offline else ''}")
-        print(f"{'name':<24} {'size':>9}  {'local':<5}  description")
-        for info in list_checkpoints():
-            local = any(p.is_file() for p in ck.local_candidates(info.filename, settings.weights))
-            size = f"{info.approx_bytes / 1e9:.2f} GB" if info.approx_bytes else "?"
-            print(f"{info.name:<24} {size:>9}  {'yes' if local else 'no':<5}  {info.description}")
-        gallery_local = (settings.weights / OFFICIAL_GALLERY).is_file() or (
-            settings.weights / Path(OFFICIAL_GALLERY).name).is_file()
-        print(f"{'demo gallery':<24} {'?':>9}  {'yes' if gallery_local else 'no':<5}  {OFFICIAL_GALLERY}")
+        print(f"{'name':<28} {'size':>12}  {'local':<5}  description")
+        for item in inventory():
+            print(f"{item.name:<28} {item.size_text:>12}  {'yes' if item.present else 'no':<5}  {item.description}")
+            detail = str(item.path) if item.path is not None else f"from {item.source}"
+            print(f"{'':<28} {'':>12}  {'':<5}  {detail}{f'; licence: {item.licence}' if item.licence else ''}")
         return 0
     names = list(args.names) or ["bingmap_withmeta"]
     if args.all:
         names = [i.name for i in list_checkpoints() if i.sat_type is not None]
     for name in names:
         resolved = resolve_source(name, settings.hf_repo)
-        path = ck.fetch(resolved, settings.weights, settings.is_offline, progress=_progress(args, name))
+        path = fetch(resolved, settings.weights, settings.is_offline, progress=_progress(args, name))
         print(f"{name}: {path}")
     if args.gallery:
         print(f"gallery: {official_gallery_path(progress=_progress(args, 'gallery'))}")

@@ -82,6 +82,23 @@ def write_text(target: str | os.PathLike[str], text: str, mode: int = 0o666) -> 
     return write_bytes(target, text.encode("utf-8"), mode)
 
 
+def move_into_place(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Put a finished file that was written elsewhere under its own name (a resumable download's
+    ``.partial``, which must outlive an interrupted run) at ``target`` atomically; returns ``target``.
+
+    ``source`` must be in the target's folder. It is synced before the rename, as in
+    :func:`atomic_path`.
+    """
+    source, target = Path(source), Path(target)
+    if source.parent.resolve() != target.parent.resolve():
+        raise ValueError(f"{source} is not in the folder of {target}; a rename across folders may not be atomic")
+    with open(source, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(source, target)
+    _sync_folder(target.parent)
+    return target
+
+
 def _sync_folder(folder: Path) -> None:
     """Make the rename itself durable (best effort: not every platform can open a folder)."""
     try:

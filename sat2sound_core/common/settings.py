@@ -78,6 +78,24 @@ class Settings:
         """True when downloads are disabled by this product's or Hugging Face's switch."""
         return self.offline or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
 
+    t5_dir: str = field(
+        default="", metadata={"help": "local FLAN-T5 folder for the text path (default: WEIGHTS/flan-t5-large)"}
+    )
+
+    @property
+    def t5_folder(self) -> Path:
+        """Folder of the FLAN-T5 text encoder and tokenizer (``t5_dir`` or ``weights/flan-t5-large``)."""
+        return Path(self.t5_dir).expanduser() if self.t5_dir else self.weights / "flan-t5-large"
+
+    @property
+    def hf_endpoint(self) -> str | None:
+        """``HF_ENDPOINT`` (a Hugging Face mirror), or None for the public Hub.
+
+        Read from the environment on every access, not once with the other settings, so a mirror or a
+        loopback Hub set while the process runs is used by the next download.
+        """
+        return os.environ.get("HF_ENDPOINT") or None
+
 
 def _parse(name: str, raw: str, default: object) -> object:
     if isinstance(default, bool):

@@ -644,26 +644,23 @@ def _resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
 def official_gallery_path(progress: Callable[..., None] | None = None) -> Path:
     """Local path of the official demo gallery, downloading it from the checkpoint repo when needed."""
     from sat2sound_core.common.settings import get_settings
+    from sat2sound_core.weights.hub import download, local_copy
 
     settings = get_settings()
+    found = local_copy(OFFICIAL_GALLERY, settings.weights)
+    if found is not None:
+        return found
     local = settings.weights / OFFICIAL_GALLERY
-    if local.is_file():
-        return local
-    flat = settings.weights / Path(OFFICIAL_GALLERY).name
-    if flat.is_file():
-        return flat
     if settings.is_offline:
         raise DownloadError(
             f"the demo gallery {OFFICIAL_GALLERY} is not at {local} and downloads are off "
             f"(SAT2SOUND_OFFLINE/HF_HUB_OFFLINE); put the file there or set SAT2SOUND_GALLERY to a gallery file"
         )
     try:
-        from huggingface_hub import hf_hub_download
-
         report(progress, 0, 1, f"downloading {OFFICIAL_GALLERY}")
-        got = hf_hub_download(settings.hf_repo, OFFICIAL_GALLERY, local_dir=str(settings.weights))
+        got = download(settings.hf_repo, OFFICIAL_GALLERY, settings.weights)
         report(progress, 1, 1, "downloaded")
-        return Path(got)
+        return got
     except Exception as exc:  # network, auth, missing file
         raise DownloadError(
             f"could not download {OFFICIAL_GALLERY} from {settings.hf_repo}: {exc}. "

@@ -417,11 +417,11 @@ def load_synthesizer(
     layout; missing files are downloaded with progress unless offline (then the error names the files
     and their sizes). Every tensor's key and shape is checked against the architecture (the only key
     allowed to be absent is T5's tied input embedding). The T5 encoder is shared process-wide through
-    :func:`sat2sound_core.weights.hub.shared_encoder`. ``precision`` applies to the flow transformer.
+    :func:`sat2sound_core.common.shared.shared`. ``precision`` applies to the flow transformer.
     Synthesis is non-commercial: show :data:`LICENCE_NOTE` where users turn it on.
     """
     from sat2sound_core.common.settings import get_settings
-    from sat2sound_core.weights.hub import peek, shared_encoder
+    from sat2sound_core.common.shared import peek, shared
 
     settings = get_settings()
     dev = resolve_device(device)
@@ -450,7 +450,7 @@ def load_synthesizer(
     key = _t5_key(config, weights, dev)
     if peek(key) is not None:
         log.info("reusing the shared T5 encoder %s", key)
-    t5 = shared_encoder(key, build_t5_loaded)
+    t5 = shared(key, build_t5_loaded)
 
     if progress is not None:
         progress(0, 3, "loading TangoFlux transformer")

@@ -12,12 +12,15 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from sat2sound_core.common.errors import InputError, WeightsError
 from sat2sound_core.synthesis.components import MAX_TEXT_TOKENS
+
+if TYPE_CHECKING:
+    from sat2sound_core.weights.hub import Progress
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +152,7 @@ def find_tokenizer_folder(weights_folder: Path) -> Path | None:
     return None
 
 
-def load_tokenizer(weights_folder: Path, progress: object = None) -> CaptionTokenizer:
+def load_tokenizer(weights_folder: Path, progress: Progress | None = None) -> CaptionTokenizer:
     """The tokenizer for a weights folder: its ``vocab.json``, tokenizer files beside it, or FLAN-T5-large's
     small tokenizer files fetched from the Hub (offline: from the cache, else a message naming them)."""
     vocab = weights_folder / "vocab.json"
@@ -158,10 +161,11 @@ def load_tokenizer(weights_folder: Path, progress: object = None) -> CaptionToke
     local = find_tokenizer_folder(weights_folder)
     if local is not None:
         return HFTokenizer(local)
-    from sat2sound_core.synthesis.weights import TOKENIZER_FILES, TOKENIZER_REPO, fetch_repo_files
+    from sat2sound_core.synthesis.weights import TOKENIZER_FILES, TOKENIZER_REPO, missing_message
+    from sat2sound_core.weights.hub import fetch_repo_files
 
     folder, _ = fetch_repo_files(
-        TOKENIZER_REPO, TOKENIZER_FILES, progress=progress,  # type: ignore[arg-type]
-        required=("tokenizer_config.json", "spiece.model", "tokenizer.json"),
+        TOKENIZER_REPO, TOKENIZER_FILES, progress=progress,
+        required=("tokenizer_config.json", "spiece.model", "tokenizer.json"), explain=missing_message,
     )
     return HFTokenizer(folder)

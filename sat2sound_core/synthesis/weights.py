@@ -3,8 +3,9 @@
 A *source* is a Hugging Face repo id (``declare-lab/TangoFlux``), ``hf-hub:org/name[@revision]`` or a
 local folder in the official layout (``config.json``, ``tangoflux.safetensors``, ``vae.safetensors``;
 optionally ``t5_config.json`` / ``vae_config.json`` / ``vocab.json`` as in the tiny reference model).
-Only those three files are fetched from the Hub (≈4.06 GB) — never the 3.1 GB ``google/flan-t5-large``
-checkpoint, because ``tangoflux.safetensors`` carries the T5 encoder. Only safetensors are read.
+Only those three files are fetched from the Hub (≈4.06 GB, :data:`REPO_FILES`) — never the 3.1 GB
+``google/flan-t5-large`` checkpoint, because ``tangoflux.safetensors`` carries the T5 encoder. Only
+safetensors are read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,25 +22,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from sat2sound_core.common.errors import DownloadError, WeightsError
-from sat2sound_core.common.settings import get_settings
+from sat2sound_core.common.errors import WeightsError
 from sat2sound_core.synthesis.components import (
     FLAN_T5_LARGE,
     OOBLECK_DEFAULT,
     TANGOFLUX_CONFIG,
     TangoFluxConfig,
 )
+from sat2sound_core.weights.hub import Progress, fetch_repo_files, human_size
+from sat2sound_core.weights.registry import FLAN_T5_REPO, TANGOFLUX_FILES, TANGOFLUX_REPO
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REPO = "declare-lab/TangoFlux"
-# file -> approximate size in bytes (Hugging Face listing of declare-lab/TangoFlux)
-REPO_FILES: dict[str, int] = {
-    "config.json": 252,
-    "tangoflux.safetensors": 3_437_051_960,
-    "vae.safetensors": 624_464_000,
-}
-TOKENIZER_REPO = "google/flan-t5-large"
+DEFAULT_REPO = TANGOFLUX_REPO
+# file -> approximate size in bytes (what a download fetches)
+REPO_FILES: dict[str, int] = dict(TANGOFLUX_FILES)
+TOKENIZER_REPO = FLAN_T5_REPO
 TOKENIZER_FILES: dict[str, int] = {
     "tokenizer_config.json": 2_540,
     "special_tokens_map.json": 2_200,
@@ -48,17 +46,6 @@ TOKENIZER_FILES: dict[str, int] = {
 }
 # The only key the checkpoint lacks: T5's input embedding, tied to (the stored) shared.weight.
 EXPECTED_MISSING = frozenset({"text_encoder.encoder.embed_tokens.weight"})
-Progress = Callable[[float, float, str], None]
-
-
-def human_size(n: int) -> str:
-    """``3437051960`` → ``"3.44 GB"``."""
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
-        size /= 1000
-    return f"{size:.2f} TB"
 
 
 @dataclass(frozen=True)
@@ -99,7 +86,8 @@ def _parse_repo(source: str) -> tuple[str, str | None]:
     return repo.strip("/"), (revision or None)
 
 
-def _missing_message(repo: str, files: dict[str, int], reason: str) -> str:
+def missing_message(repo: str, files: dict[str, int], reason: str) -> str:
+    """What to do when TangoFlux files (or the FLAN-T5 tokenizer files it needs) are not here."""
     total = sum(files.values())
     listing = ", ".join(f"{name} ({human_size(size)})" for name, size in files.items())
     return (
@@ -110,92 +98,6 @@ def _missing_message(repo: str, files: dict[str, int], reason: str) -> str:
     )
 
 
-def _progress_bar_class(progress: Progress | None, label: str) -> type:
-    """A tqdm class for huggingface_hub that forwards byte counts to our ``(done, total, message)`` callback."""
-    from tqdm.auto import tqdm
-
-    class _Bar(tqdm):  # type: ignore[misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs.pop("name", None)
-            kwargs["disable"] = progress is not None or kwargs.get("disable", False)
-            super().__init__(*args, **kwargs)
-            self._done = float(kwargs.get("initial", 0) or 0)
-            self._total = float(kwargs.get("total") or 0)
-
-        def update(self, n: float | None = 1) -> bool | None:
-            self._done += float(n or 0)
-            if progress is not None:
-                progress(self._done, max(self._total, self._done), f"downloading {label}")
-            return super().update(n)
-
-    return _Bar
-
-
-def fetch_repo_files(
-    repo: str,
-    files: dict[str, int],
-    *,
-    revision: str | None = None,
-    progress: Progress | None = None,
-    required: Iterable[str] | None = None,
-) -> tuple[Path, str]:
-    """Download (or find in the cache) ``files`` of ``repo``; return (snapshot folder, commit).
-
-    Honours ``HF_HUB_OFFLINE`` / ``SAT2SOUND_OFFLINE`` (cache only) and ``HF_ENDPOINT`` (read at call
-    time, so tests can point it at a loopback server). Files under ``SAT2SOUND_WEIGHTS_DIR/hf`` are
-    found as well as those in the default Hugging Face cache. Files not in ``required`` may be absent.
-    """
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-
-    settings = get_settings()
-    need = set(files if required is None else required)
-    ours = settings.weights / "hf"
-    endpoint = os.environ.get("HF_ENDPOINT") or None
-
-    def cached(cache: Path | None) -> dict[str, Path]:
-        found: dict[str, Path] = {}
-        for name in files:
-            try:
-                got = hf_hub_download(repo, name, revision=revision, cache_dir=cache, local_files_only=True)
-            except (LocalEntryNotFoundError, EntryNotFoundError, FileNotFoundError, OSError, ValueError):
-                continue
-            found[name] = Path(got)
-        return found
-
-    # 1) a cache that already holds every required file: ours first, then the default Hugging Face cache
-    paths: dict[str, Path] = {}
-    for cache in (ours, None):
-        paths = cached(cache)
-        if need <= set(paths):
-            break
-    else:
-        paths = cached(ours)  # complete our own cache, so all files share one snapshot folder
-        missing = {n: s for n, s in files.items() if n not in paths and n in need}
-        if settings.is_offline:
-            raise DownloadError(_missing_message(repo, missing, "offline mode is on"))
-        # 2) download the rest into SAT2SOUND_WEIGHTS_DIR/hf
-        for name in [n for n in files if n not in paths]:
-            log.info("downloading %s/%s (%s)", repo, name, human_size(files[name]))
-            try:
-                got = hf_hub_download(
-                    repo, name, revision=revision, cache_dir=ours, endpoint=endpoint,
-                    tqdm_class=_progress_bar_class(progress, name),
-                )
-            except EntryNotFoundError:
-                if name in need:
-                    raise DownloadError(f"{repo} has no file {name}; is {repo!r} the right repo?") from None
-                continue
-            except Exception as exc:  # network, auth, disk: say what was being fetched and how to do it by hand
-                raise DownloadError(_missing_message(repo, {name: files[name]}, f"download failed: {exc}")) from exc
-            paths[name] = Path(got)
-    folders = {p.parent for p in paths.values()}
-    if len(folders) != 1:
-        raise WeightsError(f"files of {repo} were found in different snapshots: {sorted(map(str, folders))}")
-    folder = folders.pop()
-    return folder, folder.name  # HF snapshot folders are named by commit
-
-
 def resolve_weights(source: str, progress: Progress | None = None) -> WeightsLocation:
     """Turn a source (repo id, ``hf-hub:…``, local folder) into a folder holding the official files."""
     path = Path(source).expanduser()
@@ -204,7 +106,8 @@ def resolve_weights(source: str, progress: Progress | None = None) -> WeightsLoc
             if not (path / name).is_file():
                 raise WeightsError(
                     f"{path} has no {name}. A TangoFlux folder holds config.json, tangoflux.safetensors "
-                    f"(3.44 GB) and vae.safetensors (624 MB) from Hugging Face {DEFAULT_REPO}."
+                    f"({human_size(REPO_FILES['tangoflux.safetensors'])}) and vae.safetensors "
+                    f"({human_size(REPO_FILES['vae.safetensors'])}) from Hugging Face {DEFAULT_REPO}."
                 )
         return WeightsLocation(path, str(path), "local-" + _header_digest(
             [path / "tangoflux.safetensors", path / "vae.safetensors"]))
@@ -219,7 +122,7 @@ def resolve_weights(source: str, progress: Progress | None = None) -> WeightsLoc
     repo, revision = _parse_repo(source)
     folder, commit = fetch_repo_files(
         repo, REPO_FILES, revision=revision, progress=progress,
-        required=("tangoflux.safetensors", "vae.safetensors"),
+        required=("tangoflux.safetensors", "vae.safetensors"), explain=missing_message,
     )
     return WeightsLocation(folder, f"hf-hub:{repo}", commit)
 

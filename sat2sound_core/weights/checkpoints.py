@@ -1,4 +1,4 @@
-"""Fetch Sat2Sound weights and read them safely: official Lightning ``.ckpt`` and our safetensors cache.
+"""Read Sat2Sound weights safely: official Lightning ``.ckpt`` files and our converted safetensors cache.
 
 Official checkpoints are PyTorch pickles. They are read with ``torch.load(weights_only=True)``,
 whose unpickler only builds tensors and plain containers; on top of that, Lightning's
@@ -14,7 +14,6 @@ skip the pickle and are memory-mapped.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import importlib
 import json
@@ -23,7 +22,6 @@ import os
 import pickle
 import re
 import struct
-import tempfile
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -33,9 +31,9 @@ from typing import Any
 
 import torch
 
-from sat2sound_core.common.errors import DownloadError, WeightsError
-from sat2sound_core.common.progress import report
-from sat2sound_core.weights.registry import CHECKPOINTS, CheckpointInfo, ResolvedSource
+from sat2sound_core.common import files
+from sat2sound_core.common.errors import WeightsError
+from sat2sound_core.weights.registry import CHECKPOINTS, CheckpointInfo
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +47,20 @@ def _path_as_str(*parts: str) -> str:
     return os.path.join(*parts) if parts else ""
 
 
-def _defaultdict_as_dict(*_factory: Any) -> OrderedDict:
+#: what torch's restricted unpickler may build: a class or function, or one standing in for a named global
+_Global = Callable[..., object] | tuple[Callable[..., object], str]
+
+
+def _defaultdict_as_dict(*_factory: object) -> OrderedDict[object, object]:
     return OrderedDict()
 
 
-def _numpy_globals() -> list[Any]:
+def _numpy_globals() -> list[_Global]:
     """numpy scalars, arrays and dtypes (Lightning callbacks/loops may hold them): rebuilt from bytes, no code."""
     import numpy as np
 
     core = importlib.import_module("numpy._core.multiarray")
-    out: list[Any] = [np.ndarray, np.dtype]
+    out: list[_Global] = [np.ndarray, np.dtype]
     for mod in ("numpy.core", "numpy._core"):
         out += [(core.scalar, f"{mod}.multiarray.scalar"), (core._reconstruct, f"{mod}.multiarray._reconstruct")]
     out += [(cls, f"numpy.dtypes.{name}") for name, cls in vars(np.dtypes).items() if isinstance(cls, type)]
@@ -69,7 +71,7 @@ def _numpy_globals() -> list[Any]:
 # containers, mapped to the harmless type built in their place. Lightning's AttributeDict becomes an
 # OrderedDict (torch's restricted unpickler fills only exact dict types); Namespace stays a
 # Namespace (a bag of attributes) and is turned into a dict by _plain.
-_ALLOWED_EXTRA_GLOBALS: list[Any] = [
+_ALLOWED_EXTRA_GLOBALS: list[_Global] = [
     (OrderedDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
     (OrderedDict, "lightning.pytorch.utilities.parsing.AttributeDict"),
     (OrderedDict, "lightning_fabric.utilities.data.AttributeDict"),
@@ -88,7 +90,7 @@ _ALLOWED_EXTRA_GLOBALS: list[Any] = [
 ]
 
 
-def _plain(obj: Any) -> Any:
+def _plain(obj: object) -> object:
     """Namespaces and dict-likes (OrderedDict stand-ins) become plain dicts, recursively."""
     if isinstance(obj, argparse.Namespace):
         return {k: _plain(v) for k, v in vars(obj).items()}
@@ -110,7 +112,7 @@ def _unsafe_globals(path: Path) -> list[str]:
     return [g for g in found if g not in allowed]
 
 
-def safe_torch_load(path: Path) -> Any:
+def safe_torch_load(path: Path) -> object:
     """``torch.load`` that only builds tensors, containers and the admitted hyper-parameter types.
 
     Raises :class:`WeightsError` for a truncated/corrupt file or a pickle that references anything
@@ -291,21 +293,6 @@ def is_safetensors(path: Path) -> bool:
     return 0 < n < (100 << 20) and head[8:9] == b"{"
 
 
-@contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def save_converted(
     target: Path, state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any], source_sha256: str, source: str
 ) -> Path:
@@ -319,7 +306,7 @@ def save_converted(
         "source": source,
     }
     tensors = {k: v.detach().contiguous() for k, v in state_dict.items()}
-    with atomic_path(target) as tmp:
+    with files.atomic_path(target) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return target
 
@@ -364,93 +351,3 @@ def converted_cache_path(source_file: Path, cache_dir: Path) -> Path:
     """Where the converted copy of ``source_file`` lives (named by a content fingerprint)."""
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(source_file).name.split(".")[0])
     return cache_dir / f"{stem}-{quick_fingerprint(source_file)}.safetensors"
-
-
-# --------------------------------------------------------------------------------------------------
-# Downloading
-
-
-def _size_text(n: int | None) -> str:
-    return f"≈{n / 1e9:.2f} GB" if n and n >= 1e9 else (f"≈{n / 1e6:.0f} MB" if n else "size unknown")
-
-
-def _progress_tqdm(progress: Callable[..., None] | None, label: str) -> type | None:
-    if progress is None:
-        return None
-    from tqdm.auto import tqdm
-
-    class _Forward(tqdm):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-            self._done = float(kwargs.get("initial", 0) or 0)
-
-        def update(self, n: float | None = 1) -> bool | None:
-            self._done += float(n or 0)
-            report(progress, self._done, float(self.total or 0), f"downloading {label}")
-            return None
-
-    return _Forward
-
-
-def local_candidates(filename: str, weights_dir: Path) -> list[Path]:
-    """Files in the weights directory that count as a local copy of a Hub file."""
-    return [weights_dir / filename, weights_dir / Path(filename).name]
-
-
-def fetch(
-    resolved: ResolvedSource,
-    weights_dir: Path,
-    offline: bool,
-    progress: Callable[..., None] | None = None,
-    endpoint: str | None = None,
-) -> Path:
-    """The local file for ``resolved``: the local path, a copy in ``weights_dir`` or in a Hugging Face
-    cache (``weights_dir/hf``, then the user's), or a Hub download.
-
-    Downloads go through ``huggingface_hub.hf_hub_download`` into ``weights_dir`` (resumable: an
-    interrupted download continues where it stopped). When ``offline`` (``SAT2SOUND_OFFLINE`` or
-    ``HF_HUB_OFFLINE``) only local copies and the Hugging Face cache are used, and a missing file
-    raises :class:`DownloadError` saying what to download, how big it is and where to put it.
-    """
-    if resolved.kind == "local":
-        assert resolved.path is not None
-        return resolved.path
-    assert resolved.repo_id and resolved.filename
-    for cand in local_candidates(resolved.filename, weights_dir):
-        if cand.is_file():
-            log.info("using local weights %s", cand)
-            return cand
-    from huggingface_hub import hf_hub_download
-
-    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None  # read per call: mirrors, loopback tests
-    size = resolved.info.approx_bytes if resolved.info else None
-    for cache in (weights_dir / "hf", None):  # the product's HF cache, then the user's: no re-download
-        try:
-            return Path(hf_hub_download(resolved.repo_id, resolved.filename, cache_dir=cache,
-                                        local_files_only=True, endpoint=endpoint))
-        except Exception:  # not cached there
-            continue
-    if offline:
-        url = f"https://huggingface.co/{resolved.repo_id}/resolve/main/{resolved.filename}"
-        raise DownloadError(
-            f"{resolved.label} is not available offline. Download {resolved.filename} "
-            f"({_size_text(size)}) from {url} and put it at {weights_dir / resolved.filename}, "
-            "or allow downloads (unset HF_HUB_OFFLINE and SAT2SOUND_OFFLINE)."
-        )
-    log.info("downloading %s/%s (%s) into %s", resolved.repo_id, resolved.filename, _size_text(size), weights_dir)
-    try:
-        path = hf_hub_download(
-            resolved.repo_id,
-            resolved.filename,
-            local_dir=weights_dir,
-            endpoint=endpoint,
-            tqdm_class=_progress_tqdm(progress, resolved.filename),
-        )
-    except Exception as exc:
-        raise DownloadError(
-            f"Could not download {resolved.filename} from the Hugging Face repo {resolved.repo_id} "
-            f"({exc.__class__.__name__}: {exc}). Check the connection and retry (the download resumes), "
-            f"or put the file at {weights_dir / resolved.filename} yourself."
-        ) from exc
-    return Path(path)

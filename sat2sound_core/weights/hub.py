@@ -1,60 +1,277 @@
-"""One FLAN-T5 encoder per process, shared by Sat2Sound's text path and TangoFlux.
+"""The one place that talks to the Hugging Face Hub.
 
-Both use the frozen ``google/flan-t5-large`` encoder (TangoFlux ships a copy inside
-``tangoflux.safetensors``). Whoever needs it first builds it through :func:`shared_encoder`; later
-callers with the same key get the same instance, so the ~1.3 GB of weights sit in memory once.
+* :func:`fetch` — a checkpoint-sized file (a registry name, ``hf-hub:`` reference or local path):
+  a copy in the weights folder, a Hugging Face cache, or a resumable download.
+* :func:`fetch_file` — a small file of a repo (a config, a tokenizer file) from the caches or the Hub.
+* :func:`fetch_repo_files` — several files of one repo into one snapshot folder (TangoFlux, the
+  FLAN-T5 tokenizer files).
+* :func:`download_safetensors_subset` — only some tensors of a remote safetensors file: the header
+  gives every tensor's byte range and the Hub serves HTTP ranges, so the FLAN-T5 encoder is fetched
+  without the decoder's ~1.8 GB.
+* :func:`progress_bar_class` — the one adapter from huggingface_hub's tqdm bars to our
+  ``(done, total, message)`` progress callback.
 
-The encoder half of ``google/flan-t5-large/model.safetensors`` can be fetched alone
-(:func:`download_safetensors_subset`): the safetensors header gives every tensor's byte range and the
-Hub serves HTTP ranges, so the decoder's ~1.8 GB never crosses the network.
+Offline mode (``SAT2SOUND_OFFLINE`` or ``HF_HUB_OFFLINE``) limits the ``fetch*`` functions to local
+copies and caches, and their errors then say what to download and where to put it. The mirror in
+``HF_ENDPOINT`` is read on every call (:attr:`~sat2sound_core.common.settings.Settings.hf_endpoint`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import os
 import struct
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
+
+from sat2sound_core.common import files
+from sat2sound_core.common.errors import DownloadError, WeightsError
+from sat2sound_core.common.progress import report
+from sat2sound_core.common.settings import get_settings
+
+if TYPE_CHECKING:
+    import requests
+    from tqdm import tqdm
+
+    from sat2sound_core.weights.registry import ResolvedSource
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+#: a progress callback: ``(done, total, message)``
+Progress = Callable[[float, float, str], None]
+#: the message for files that are missing and cannot be downloaded: ``(repo, {file: bytes}, reason)``
+Explain = Callable[[str, dict[str, int], str], str]
 
-_lock = threading.Lock()
-_instances: dict[str, object] = {}
+_OFFLINE_HINT = "allow downloads (unset HF_HUB_OFFLINE and SAT2SOUND_OFFLINE)"
 
 
-def shared_encoder(key: str, build: Callable[[], T]) -> T:
-    """Return the process-wide object for ``key``, building it with ``build()`` the first time.
+# --------------------------------------------------------------------------------------------------
+# Sizes and progress
 
-    ``key`` names the weights' identity, not where they came from (e.g. ``"flan-t5-large@cpu/fp32"``
-    whether read from google/flan-t5-large or from TangoFlux). Thread-safe: concurrent callers wait
-    for one build.
+
+def human_size(n: int) -> str:
+    """``3437051960`` → ``"3.44 GB"``."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
+        size /= 1000
+    return f"{size:.2f} TB"
+
+
+def approx_size(n: int | None) -> str:
+    """A rough size for messages and listings: ``"≈0.67 GB"``, ``"≈669 MB"`` or ``"size unknown"``."""
+    return f"≈{n / 1e9:.2f} GB" if n and n >= 1e9 else (f"≈{n / 1e6:.0f} MB" if n else "size unknown")
+
+
+def progress_bar_class(progress: Progress | None, label: str) -> type[tqdm] | None:
+    """A tqdm class for huggingface_hub's ``tqdm_class`` that draws nothing and reports each byte count
+    to ``progress`` as ``(done, total, "downloading <label>")``; None without a callback (huggingface_hub
+    then draws its own bar)."""
+    if progress is None:
+        return None
+    from tqdm.auto import tqdm
+
+    class _Forward(tqdm):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            kwargs.pop("name", None)  # only huggingface_hub's own tqdm takes a name
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+            initial = kwargs.get("initial")
+            self._done = float(initial) if isinstance(initial, int | float) else 0.0
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self._done += float(n or 0)
+            report(progress, self._done, max(float(self.total or 0), self._done), f"downloading {label}")
+            return None
+
+    return _Forward
+
+
+# --------------------------------------------------------------------------------------------------
+# Local copies and caches
+
+
+def local_copy(filename: str, weights_dir: Path) -> Path | None:
+    """The copy of the Hub file ``filename`` that was put in the weights folder — at its path in the
+    repo (``weights/sat2sound/x.ckpt``) or flat (``weights/x.ckpt``) — or None."""
+    for candidate in (weights_dir / filename, weights_dir / Path(filename).name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def cached_file(repo_id: str, filename: str, weights_dir: Path, revision: str | None = None) -> Path | None:
+    """``filename`` of ``repo_id`` from a Hugging Face cache — the product's (``weights/hf``), then the
+    user's — without touching the network, or None."""
+    for cache in (weights_dir / "hf", None):
+        found = _cached_in(repo_id, [filename], cache, revision)
+        if filename in found:
+            return found[filename]
+    return None
+
+
+def _cached_in(repo: str, names: Iterable[str], cache: Path | None, revision: str | None) -> dict[str, Path]:
+    """The files ``names`` of ``repo`` found in one Hugging Face cache (None: the user's default one)."""
+    from huggingface_hub import hf_hub_download
+
+    found: dict[str, Path] = {}
+    for name in names:
+        try:
+            found[name] = Path(hf_hub_download(repo, name, revision=revision, cache_dir=cache, local_files_only=True))
+        except Exception:  # not cached there (or that cache is unreadable)
+            continue
+    return found
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole files
+
+
+def fetch(
+    resolved: ResolvedSource,
+    weights_dir: Path,
+    offline: bool,
+    progress: Progress | None = None,
+    endpoint: str | None = None,
+) -> Path:
+    """The local file for ``resolved``: the local path, a copy in ``weights_dir`` or in a Hugging Face
+    cache (``weights_dir/hf``, then the user's), or a Hub download.
+
+    Downloads go through ``huggingface_hub.hf_hub_download`` into ``weights_dir`` (resumable: an
+    interrupted download continues where it stopped). When ``offline`` only local copies and the
+    caches are used, and a missing file raises :class:`DownloadError` saying what to download, how
+    big it is and where to put it.
     """
-    with _lock:
-        if key not in _instances:
-            _instances[key] = build()
-        return _instances[key]  # type: ignore[return-value]
+    if resolved.kind == "local":
+        assert resolved.path is not None
+        return resolved.path
+    assert resolved.repo_id and resolved.filename
+    local = local_copy(resolved.filename, weights_dir)
+    if local is not None:
+        log.info("using local weights %s", local)
+        return local
+    cached = cached_file(resolved.repo_id, resolved.filename, weights_dir)
+    if cached is not None:
+        return cached
+    size = resolved.info.approx_bytes if resolved.info else None
+    if offline:
+        url = f"https://huggingface.co/{resolved.repo_id}/resolve/main/{resolved.filename}"
+        raise DownloadError(
+            f"{resolved.label} is not available offline. Download {resolved.filename} "
+            f"({approx_size(size)}) from {url} and put it at {weights_dir / resolved.filename}, "
+            f"or {_OFFLINE_HINT}."
+        )
+    log.info("downloading %s/%s (%s) into %s", resolved.repo_id, resolved.filename, approx_size(size), weights_dir)
+    try:
+        return download(resolved.repo_id, resolved.filename, weights_dir, progress=progress, endpoint=endpoint)
+    except Exception as exc:
+        raise DownloadError(
+            f"Could not download {resolved.filename} from the Hugging Face repo {resolved.repo_id} "
+            f"({exc.__class__.__name__}: {exc}). Check the connection and retry (the download resumes), "
+            f"or put the file at {weights_dir / resolved.filename} yourself."
+        ) from exc
 
 
-def peek(key: str) -> object | None:
-    """The already-built instance for ``key``, or None (never builds)."""
-    with _lock:
-        return _instances.get(key)
+def download(
+    repo_id: str, filename: str, local_dir: Path, *, progress: Progress | None = None, endpoint: str | None = None
+) -> Path:
+    """Download ``filename`` of ``repo_id`` to ``local_dir/filename`` (resumable), reporting its bytes to
+    ``progress``. Raises what ``huggingface_hub`` raises; callers turn it into a message that names the fix."""
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(
+        repo_id, filename, local_dir=local_dir, endpoint=endpoint or get_settings().hf_endpoint,
+        tqdm_class=progress_bar_class(progress, filename),
+    ))
 
 
-def forget(key: str | None = None) -> None:
-    """Drop one cached instance (or all): for tests and for freeing memory."""
-    with _lock:
-        if key is None:
-            _instances.clear()
+def fetch_file(repo_id: str, filename: str, *, needed_for: str, folder: Path) -> Path:
+    """A small file of ``repo_id`` from the Hugging Face caches or, when allowed, the Hub (into the
+    product's cache). Offline, the error says the file is ``needed_for`` something and may be put in
+    ``folder``."""
+    from huggingface_hub import hf_hub_download
+
+    settings = get_settings()
+    cached = cached_file(repo_id, filename, settings.weights)
+    if cached is not None:
+        return cached
+    if settings.is_offline:
+        raise DownloadError(
+            f"{repo_id}/{filename} is needed for {needed_for} but offline mode is on. Download it from "
+            f"https://huggingface.co/{repo_id} into {folder} or {_OFFLINE_HINT}."
+        )
+    try:
+        return Path(hf_hub_download(repo_id, filename, cache_dir=settings.weights / "hf", endpoint=settings.hf_endpoint))
+    except Exception as exc:
+        raise DownloadError(f"Could not download {repo_id}/{filename}: {exc}") from exc
+
+
+def missing_files_message(repo: str, wanted: dict[str, int], reason: str) -> str:
+    """The default message for files of ``repo`` that are not here and cannot be downloaded."""
+    listing = ", ".join(f"{name} ({human_size(size)})" for name, size in wanted.items())
+    return (
+        f"Needed from Hugging Face `{repo}`: {listing}; not available locally ({reason}). Allow downloads "
+        f"(unset HF_HUB_OFFLINE and SAT2SOUND_OFFLINE) or fetch them yourself with "
+        f"`huggingface-cli download {repo} {' '.join(wanted)}`."
+    )
+
+
+def fetch_repo_files(
+    repo: str,
+    wanted: dict[str, int],
+    *,
+    revision: str | None = None,
+    progress: Progress | None = None,
+    required: Iterable[str] | None = None,
+    explain: Explain = missing_files_message,
+) -> tuple[Path, str]:
+    """Download (or find in a cache) the files ``wanted`` (name → approximate bytes) of ``repo``;
+    return (snapshot folder, commit).
+
+    A cache that already holds every required file is used as it is: the product's
+    (``SAT2SOUND_WEIGHTS_DIR/hf``) first, then the default Hugging Face cache. Otherwise the rest is
+    downloaded into the product's cache, so all files share one snapshot folder. Files not in
+    ``required`` (default: all) may be absent from the repo. Offline, or when a download fails,
+    ``explain(repo, files, reason)`` gives the error message.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    settings = get_settings()
+    need = set(wanted if required is None else required)
+    ours = settings.weights / "hf"
+    paths = _cached_in(repo, wanted, ours, revision)
+    if not need <= set(paths):
+        user = _cached_in(repo, wanted, None, revision)
+        if need <= set(user):
+            paths = user
         else:
-            _instances.pop(key, None)
+            missing = {n: s for n, s in wanted.items() if n not in paths and n in need}
+            if settings.is_offline:
+                raise DownloadError(explain(repo, missing, "offline mode is on"))
+            for name in [n for n in wanted if n not in paths]:
+                log.info("downloading %s/%s (%s)", repo, name, human_size(wanted[name]))
+                try:
+                    got = hf_hub_download(
+                        repo, name, revision=revision, cache_dir=ours, endpoint=settings.hf_endpoint,
+                        tqdm_class=progress_bar_class(progress, name),
+                    )
+                except EntryNotFoundError:
+                    if name in need:
+                        raise DownloadError(f"{repo} has no file {name}; is {repo!r} the right repo?") from None
+                    continue
+                except Exception as exc:  # network, auth, disk: say what was being fetched and how to do it by hand
+                    raise DownloadError(explain(repo, {name: wanted[name]}, f"download failed: {exc}")) from exc
+                paths[name] = Path(got)
+    folders = {p.parent for p in paths.values()}
+    if len(folders) != 1:
+        raise WeightsError(f"files of {repo} were found in different snapshots: {sorted(map(str, folders))}")
+    folder = folders.pop()
+    return folder, folder.name  # Hugging Face snapshot folders are named by commit
 
 
 # --------------------------------------------------------------------------------------------------
@@ -71,9 +288,9 @@ class _Segment:
     dst_begin: int  # offset in the new file's data section
 
 
-def _http_range(session: Any, url: str, start: int, end: int, headers: dict[str, str], timeout: float) -> Any:
-    from sat2sound_core.common.errors import DownloadError
-
+def _http_range(
+    session: requests.Session, url: str, start: int, end: int, headers: dict[str, str], timeout: float
+) -> requests.Response:
     response = session.get(url, headers={**headers, "Range": f"bytes={start}-{end}"}, stream=True, timeout=timeout)
     if response.status_code == 200:
         response.close()
@@ -88,12 +305,10 @@ def _http_range(session: Any, url: str, start: int, end: int, headers: dict[str,
 
 
 def remote_safetensors_header(
-    url: str, headers: dict[str, str] | None = None, session: Any = None, timeout: float = 30.0
+    url: str, headers: dict[str, str] | None = None, session: requests.Session | None = None, timeout: float = 30.0
 ) -> tuple[int, dict[str, Any]]:
-    """(header length, parsed header) of a remote safetensors file, read with two range requests."""
+    """(header length, parsed JSON header) of a remote safetensors file, read with two range requests."""
     import requests
-
-    from sat2sound_core.common.errors import DownloadError
 
     session = session or requests.Session()
     headers = dict(headers or {})
@@ -111,7 +326,8 @@ def remote_safetensors_header(
         raise DownloadError(f"Could not read the safetensors header of {url} ({exc}); check the connection.") from exc
     if len(raw) != n:
         raise DownloadError(f"{url}: short read of the safetensors header ({len(raw)} of {n} bytes).")
-    return n, json.loads(raw)
+    header: dict[str, Any] = json.loads(raw)
+    return n, header
 
 
 def download_safetensors_subset(
@@ -121,8 +337,8 @@ def download_safetensors_subset(
     *,
     headers: dict[str, str] | None = None,
     metadata: dict[str, str] | None = None,
-    progress: Callable[..., None] | None = None,
-    session: Any = None,
+    progress: Progress | None = None,
+    session: requests.Session | None = None,
     timeout: float = 60.0,
     retries: int = 3,
 ) -> Path:
@@ -131,12 +347,10 @@ def download_safetensors_subset(
     Reads the remote header (two small range requests), then fetches just the byte ranges of the kept
     tensors (adjacent ones merged into one request). The new file is assembled in
     ``target.partial``; an interrupted download resumes from the bytes already there (a sidecar
-    JSON records which remote header and selection they belong to). On completion it is renamed
-    into place atomically. ``headers`` carries authentication (e.g. ``Authorization: Bearer``).
+    JSON records which remote header and selection they belong to). On completion it is moved into
+    place atomically. ``headers`` carries authentication (e.g. ``Authorization: Bearer``).
     """
     import requests
-
-    from sat2sound_core.common.errors import DownloadError
 
     session = session or requests.Session()
     headers = dict(headers or {})
@@ -145,7 +359,7 @@ def download_safetensors_subset(
     names = sorted((k for k in header if k != "__metadata__" and keep(k)), key=lambda k: header[k]["data_offsets"][0])
     if not names:
         raise DownloadError(f"{url} has no tensors matching the selection.")
-    new_header: dict[str, Any] = {}
+    new_header: dict[str, object] = {}
     if metadata:
         new_header["__metadata__"] = dict(metadata)
     segments: list[_Segment] = []
@@ -173,7 +387,7 @@ def download_safetensors_subset(
     if not resume_ok:
         with open(partial, "wb") as f:
             f.write(prefix)
-        plan_file.write_text(json.dumps(plan))
+        files.write_text(plan_file, json.dumps(plan))
     else:
         log.info("resuming %s at %d of %d bytes", target.name, partial.stat().st_size - len(prefix), total)
 
@@ -194,18 +408,16 @@ def download_safetensors_subset(
             log.warning("range download interrupted (%s); resuming", exc)
     if partial.stat().st_size != len(prefix) + total:
         raise DownloadError(f"{partial} has an unexpected size; delete it and download again.")
-    os.replace(partial, target)
+    files.move_into_place(partial, target)
     plan_file.unlink(missing_ok=True)
     return target
 
 
 def _sha(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path) -> object:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -213,11 +425,9 @@ def _read_json(path: Path) -> Any:
 
 
 def _fetch_from(
-    session: Any, url: str, headers: dict[str, str], timeout: float, segments: list[_Segment], done: int,
-    partial: Path, total: int, progress: Callable[..., None] | None,
+    session: requests.Session, url: str, headers: dict[str, str], timeout: float, segments: list[_Segment], done: int,
+    partial: Path, total: int, progress: Progress | None,
 ) -> None:
-    from sat2sound_core.common.errors import DownloadError
-
     with open(partial, "ab") as out:
         for seg in segments:
             if seg.dst_begin + seg.length <= done:
@@ -234,8 +444,7 @@ def _fetch_from(
                     out.write(chunk)
                     got += len(chunk)
                     done += len(chunk)
-                    if progress is not None:
-                        progress(done, total, "downloading the FLAN-T5 encoder")
+                    report(progress, done, total, "downloading the FLAN-T5 encoder")
             out.flush()
             if got != end - start + 1:
                 raise OSError(f"connection ended after {got} of {end - start + 1} bytes")

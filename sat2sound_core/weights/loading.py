@@ -24,7 +24,8 @@ from sat2sound_core.common.progress import report
 from sat2sound_core.model.config import ModelConfig
 from sat2sound_core.model.sat2sound import Sat2Sound
 from sat2sound_core.weights import checkpoints as ck
-from sat2sound_core.weights.registry import DEFAULT_CHECKPOINT, resolve_source
+from sat2sound_core.weights.hub import fetch
+from sat2sound_core.weights.registry import DEFAULT_CHECKPOINT, CheckpointInfo, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def _build(config: ModelConfig, state_dict: Mapping[str, torch.Tensor], label: s
     return model.eval()
 
 
-def _load_cpu_fp32(file: Path, info: Any, use_cache: bool) -> Sat2Sound:
+def _load_cpu_fp32(file: Path, info: CheckpointInfo | None, use_cache: bool) -> Sat2Sound:
     """Build the fp32 CPU model from ``file`` (official .ckpt or our safetensors), caching a copy."""
     from sat2sound_core.common.settings import get_settings
 
@@ -144,7 +145,7 @@ def load_model(
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     resolved = resolve_source(source, settings.hf_repo)
-    file = ck.fetch(resolved, settings.weights, settings.is_offline, progress=progress).resolve()
+    file = fetch(resolved, settings.weights, settings.is_offline, progress=progress).resolve()
     key = (str(file), str(dev), prec)
     with _lock:
         if key in _models:
@@ -156,8 +157,10 @@ def load_model(
         model.set_precision(prec)
         if text_encoder:
             from sat2sound_core.model.text import LazyTextEncoder
+            from sat2sound_core.weights.t5 import load_text_encoder
 
-            setattr(model, "text_encoder", LazyTextEncoder(device=dev))  # noqa: B010 (property with a custom setter)
+            encoder = LazyTextEncoder(device=dev, loader=load_text_encoder)
+            setattr(model, "text_encoder", encoder)  # noqa: B010 (property with a custom setter)
         log.info("loaded %s (%s, %s) on %s in %s", model.config.name, model.config.sat_type,
                  model.config.metadata_type, dev, prec)
         _models[key] = model

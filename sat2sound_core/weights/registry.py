@@ -1,7 +1,10 @@
-"""The official Sat2Sound checkpoints as data, and resolving a ``source`` string to where weights live.
+"""Everything the product downloads, as data, and resolving a ``source`` string to where weights live.
 
-A source is a registry name (``bingmap_withmeta``), ``hf-hub:<org>/<repo>/<path in repo>`` or a
-local file (an official Lightning ``.ckpt`` or one of our converted ``.safetensors``).
+The six official Sat2Sound checkpoints, the demo gallery, the FLAN-T5-large text encoder and
+TangoFlux: where each lives on the Hugging Face Hub and roughly how big it is.
+
+A checkpoint source is a registry name (``bingmap_withmeta``), ``hf-hub:<org>/<repo>/<path in repo>``
+or a local file (an official Lightning ``.ckpt`` or one of our converted ``.safetensors``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class CheckpointInfo:
     sat_type: str | None = None
     metadata_type: str | None = None
     repo_id: str = HF_REPO
+    licence: str = "see the MVRL/sat2sound model card"
 
     @property
     def has_metadata(self) -> bool:
@@ -40,7 +44,7 @@ def _ckpt(name: str, sat_type: str, metadata_type: str, what: str) -> Checkpoint
     return CheckpointInfo(
         name=name,
         filename=f"sat2sound/{name}.ckpt",
-        # fp32 parameters + buffers (MODEL.md §2) plus pickle overhead
+        # fp32 parameters and buffers of the whole model, plus pickle overhead
         approx_bytes=(669 if with_meta else 567) * _MB,
         description=f"{what}, {'with' if with_meta else 'without'} metadata tokens",
         sat_type=sat_type,
@@ -71,6 +75,21 @@ GALLERY = CheckpointInfo(
 )
 
 DEFAULT_CHECKPOINT = "bingmap_withmeta"
+
+# The text encoder: only the encoder tensors of google/flan-t5-large's model.safetensors are fetched
+FLAN_T5_REPO = "google/flan-t5-large"
+FLAN_T5_ENCODER_BYTES = 1_365_000_000  # 341.2 M fp32 parameters
+FLAN_T5_LICENCE = "Apache-2.0 (google/flan-t5-large)"
+
+# TangoFlux: file -> size in bytes (the Hugging Face listing of declare-lab/TangoFlux)
+TANGOFLUX_REPO = "declare-lab/TangoFlux"
+TANGOFLUX_FILES: dict[str, int] = {
+    "config.json": 252,
+    "tangoflux.safetensors": 3_437_051_960,
+    "vae.safetensors": 624_464_000,
+}
+TANGOFLUX_BYTES = sum(TANGOFLUX_FILES.values())  # what a download fetches (≈4.06 GB)
+TANGOFLUX_LICENCE = "non-commercial research use only (TangoFlux; Stability AI Community License)"
 
 
 def list_checkpoints() -> list[CheckpointInfo]:

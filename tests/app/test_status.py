@@ -1,4 +1,4 @@
-"""The weights panel reports what is on disk from the registry and settings (no network)."""
+"""The weights panel reports what is on disk from the weights inventory (no network)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def test_items_report_present_and_missing(product_home: Path, monkeypatch: pytes
     assert t5.path is None and t5.download == "t5"
     (weights / "flan-t5-large").mkdir()
     (weights / "flan-t5-large" / "encoder.safetensors").write_bytes(b"x")
-    assert status._t5_path() == weights / "flan-t5-large" / "encoder.safetensors"
+    t5 = {i.name: i for i in status.items("bingmap_withmeta")}["FLAN-T5-large text encoder"]
+    assert t5.path == weights / "flan-t5-large" / "encoder.safetensors"
 
     other = {i.name: i for i in status.items("sentinel_nometa")}["checkpoint sentinel_nometa"]
     assert other.path is None and other.download == "sentinel_nometa"

@@ -174,7 +174,8 @@ def test_download_failure_names_the_file(online_home, monkeypatch):
 def test_tokenizer_files_come_from_the_hub_when_the_folder_has_none(online_home, tiny_dir, monkeypatch):
     """A weights folder without tokenizer files makes the loader fetch only FLAN-T5's small tokenizer files."""
     from sat2sound_core.synthesis import tokenizer as tok_module
-    from sat2sound_core.synthesis.weights import TOKENIZER_FILES, TOKENIZER_REPO, fetch_repo_files
+    from sat2sound_core.synthesis.weights import TOKENIZER_FILES, TOKENIZER_REPO
+    from sat2sound_core.weights.hub import fetch_repo_files
 
     served = {name: f"stand-in {name}".encode() for name in TOKENIZER_FILES}
     with HubServer({TOKENIZER_REPO: served}) as hub:
@@ -199,7 +200,7 @@ def test_vocab_tokenizer():
 
 
 def test_t5_encoder_is_shared(tiny_dir, tiny_synth):
-    from sat2sound_core.weights.hub import peek
+    from sat2sound_core.common.shared import peek
 
     again = load_synthesizer(tiny_dir, device="cpu", precision="fp32", cache=False)
     assert again.t5 is tiny_synth.t5

@@ -1,4 +1,4 @@
-"""Checkpoint files: safe unpickling, corrupt/foreign files, config inference, the safetensors cache, fetching."""
+"""Checkpoint files: safe unpickling, corrupt/foreign files, config inference, the safetensors cache."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sat2sound_core.common.errors import DownloadError, WeightsError
+from sat2sound_core.common.errors import WeightsError
 from sat2sound_core.weights import checkpoints as ck
-from sat2sound_core.weights.registry import get_checkpoint, resolve_source
+from sat2sound_core.weights.registry import get_checkpoint
 from tests.conftest import reference_file
-from tests.fixtures.mini_hub import MiniHub
 
 MANIFESTS = [
     "bingmap_withmeta", "bingmap_nometa", "sentinel_withmeta", "sentinel_nometa",
@@ -217,97 +216,6 @@ def test_cache_name_follows_content(tmp_path: Path) -> None:
     b.write_bytes(b"x" * 99 + b"y")
     assert ck.converted_cache_path(a, cache).name.split("-")[1] != ck.converted_cache_path(b, cache).name.split("-")[1]
     assert ck.sha256_file(a) == __import__("hashlib").sha256(b"x" * 100).hexdigest()
-
-
-# ----------------------------------------------------------------------------- fetching
-def test_local_paths_and_weights_dir_copies_need_no_network(tmp_path: Path) -> None:
-    local = tmp_path / "mine.ckpt"
-    local.write_bytes(b"x")
-    assert ck.fetch(resolve_source(local), tmp_path / "w", offline=True) == local.resolve()
-    weights = tmp_path / "w"
-    (weights / "sat2sound").mkdir(parents=True)
-    placed = weights / "sat2sound" / "bingmap_withmeta.ckpt"
-    placed.write_bytes(b"y")
-    assert ck.fetch(resolve_source("bingmap_withmeta"), weights, offline=True) == placed
-    flat = tmp_path / "w2"
-    flat.mkdir()
-    (flat / "sentinel_nometa.ckpt").write_bytes(b"z")
-    assert ck.fetch(resolve_source("sentinel_nometa"), flat, offline=True) == flat / "sentinel_nometa.ckpt"
-
-
-def test_offline_and_missing_says_what_to_download_and_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty HF cache
-    with pytest.raises(DownloadError) as info:
-        ck.fetch(resolve_source("SoundingEarth_withmeta"), tmp_path / "w", offline=True)
-    text = str(info.value)
-    assert "sat2sound/SoundingEarth_withmeta.ckpt" in text
-    assert "≈669 MB" in text
-    assert str(tmp_path / "w" / "sat2sound" / "SoundingEarth_withmeta.ckpt") in text
-    assert "HF_HUB_OFFLINE" in text
-
-
-@pytest.fixture()
-def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[MiniHub]:
-    import huggingface_hub.constants as hc
-
-    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hc, "DOWNLOAD_CHUNK_SIZE", 16 * 1024)  # small chunks: a broken transfer keeps bytes
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    server = MiniHub().start()
-    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
-    yield server
-    server.stop()
-
-
-def test_download_through_huggingface_hub_with_progress_and_resume(hub: MiniHub, tmp_path: Path) -> None:
-    payload = os.urandom(300_000)
-    hub.add("MVRL/sat2sound", "sat2sound/bingmap_nometa.ckpt", payload)
-    hub.fail_after = 100_000  # the first transfer breaks off
-    seen: list[tuple[float, float]] = []
-    weights = tmp_path / "weights"
-    try:
-        path = ck.fetch(resolve_source("bingmap_nometa"), weights, offline=False,
-                        progress=lambda d, t, m="": seen.append((d, t)))
-    except DownloadError:  # huggingface_hub gave up on the broken transfer: a second call resumes
-        path = ck.fetch(resolve_source("bingmap_nometa"), weights, offline=False,
-                        progress=lambda d, t, m="": seen.append((d, t)))
-    assert path == weights / "sat2sound" / "bingmap_nometa.ckpt"
-    assert path.read_bytes() == payload
-    gets = hub.gets("bingmap_nometa.ckpt")
-    assert len(gets) >= 2
-    assert any(g.range and not g.range.startswith("bytes=0-") for g in gets)  # resumed, not restarted
-    assert seen and seen[-1][0] == seen[-1][1] == len(payload)
-    # now it is local: no more requests
-    before = len(hub.requests)
-    assert ck.fetch(resolve_source("bingmap_nometa"), weights, offline=False) == path
-    assert len(hub.requests) == before
-
-
-def test_download_failure_is_a_clear_error(hub: MiniHub, tmp_path: Path) -> None:
-    with pytest.raises(DownloadError, match="Could not download sat2sound/bingmap_withmeta.ckpt"):
-        ck.fetch(resolve_source("bingmap_withmeta"), tmp_path / "w", offline=False)
-
-
-def test_hf_hub_sources_download_from_their_repo(hub: MiniHub, tmp_path: Path) -> None:
-    hub.add("someone/mirror", "ckpts/model.ckpt", b"abc" * 1000)
-    path = ck.fetch(resolve_source("hf-hub:someone/mirror/ckpts/model.ckpt"), tmp_path / "w", offline=False)
-    assert path.read_bytes() == b"abc" * 1000
-
-
-
-def test_offline_finds_files_in_the_hugging_face_cache(hub: MiniHub, tmp_path: Path) -> None:
-    from huggingface_hub import hf_hub_download
-
-    hub.add("MVRL/sat2sound", "sat2sound/sentinel_withmeta.ckpt", b"cached" * 100)
-    weights = tmp_path / "w"
-    # e.g. fetched earlier by another tool into the product's HF cache
-    hf_hub_download("MVRL/sat2sound", "sat2sound/sentinel_withmeta.ckpt", cache_dir=weights / "hf",
-                    endpoint=hub.endpoint)
-    before = len(hub.requests)
-    for offline in (True, False):  # online too: a cached copy is not downloaded again
-        path = ck.fetch(resolve_source("sentinel_withmeta"), weights, offline=offline)
-        assert path.read_bytes() == b"cached" * 100
-    assert len(hub.requests) == before  # nothing went over the network
 
 
 def test_lightning_bookkeeping_with_numpy_and_defaultdicts_loads(tmp_path: Path) -> None:
