@@ -240,7 +240,7 @@ def _composed(analysis: ChipAnalysis, inputs: ComposedInputs) -> Heatmap:
 def _concept(analysis: ChipAnalysis, inputs: ConceptInputs) -> Heatmap:
     code = inputs.code
     if code is None:
-        cmap = analysis.concept_map()  # memoised on the analysis: the app's concept explorer shares it
+        cmap = analysis.concept_map(n_examples=0)  # the groups only: no gallery needed
         if not cmap.groups:
             raise InputError("the concept map has no concept groups for this chip")
         code = cmap.groups[0].code
