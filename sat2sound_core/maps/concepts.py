@@ -181,8 +181,3 @@ def concept_examples_batch(
         idx, _ = top_k(proj[:, j], n)
         out[int(code)] = tuple(gallery.caption(int(i), scale) for i in idx)
     return out
-
-
-def concept_examples(gallery: Gallery, codebook: Codebook, code: int, scale: int = 1, n: int = 3) -> tuple[str, ...]:
-    """The n gallery captions (at ``scale``) that carry concept ``code`` most."""
-    return concept_examples_batch(gallery, codebook, [code], scale, n)[int(code)]
