@@ -397,17 +397,17 @@ class Engine:
         crop = imagery.crop(chip, scale)
         tensor = image_to_tensor(np.asarray(chip.image), scale, self.sat_type)
         encoding = model.encode_image(tensor[None], scales=scale, metadata=meta, return_token_scores=True)
-        result = ChipAnalysis(
+        analysis = ChipAnalysis(
             lat=float(lat), lon=float(lon), chip=crop, source_chip=chip, encoding=encoding, metadata=meta,
             scale=scale, checkpoint=self.checkpoint_name, precision=self.model_precision,
             geometry=grid_geometry(crop), engine=self,
         )
         with self._lock:
             self.stats["encodes"] += 1
-            self._results[key] = result
+            self._results[key] = analysis
             while len(self._results) > self._cache_size:
                 self._results.popitem(last=False)
-        return result
+        return analysis
 
     # ---- queries ------------------------------------------------------------------------------
     def encode_text(self, text: str) -> Encoding:
