@@ -1,7 +1,7 @@
 """Thin glue between the page and the library APIs: provider choices, basemap, footprints, audio.
 
-Nothing here computes model outputs; it picks the right :mod:`tiles` / :mod:`sat2sound_core` call
-for what the user chose and shapes the answer for a widget. API keys stay on the server: a provider
+Nothing here computes model outputs; it picks the right :mod:`sat2sound_core` call (imagery through
+:mod:`sat2sound_core.imagery`, never ``tiles`` directly) for what the user chose and shapes the answer for a widget. API keys stay on the server: a provider
 that needs a key is used for the model's imagery, but the browser's basemap then comes from a keyless
 provider (the key would otherwise end up in tile URLs sent to the browser).
 """
@@ -11,16 +11,26 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
 
 from app.config import AppConfig
 from app.map_view import Basemap
+from sat2sound_core import imagery
+
+if TYPE_CHECKING:
+    import torch
+
+    from sat2sound_core.maps.heatmaps import Heatmap
+    from sat2sound_core.synthesis import Audio
+    from tiles import Chip
 
 AUTO = "auto"
-CUSTOM = "custom"
+CUSTOM = imagery.CUSTOM
+#: the keyless basemap shown when the chosen provider needs a key or has no web tiles
+DISPLAY_FALLBACK = "esri-world-imagery"
 
 
 @dataclass(frozen=True)
@@ -52,8 +62,6 @@ def allowed_scales(checkpoint: str) -> list[int]:
 
 def provider_choices(cfg: AppConfig) -> dict[str, ProviderChoice]:
     """Provider select-box entries: the custom source when configured, 'auto', then the registry."""
-    from tiles.providers import REGISTRY
-
     out: dict[str, ProviderChoice] = {}
     if cfg.custom_tiles:
         out[CUSTOM] = ProviderChoice("Custom tiles (SAT2SOUND_TILE_URL)", cfg.tile_attribution)
@@ -61,9 +69,8 @@ def provider_choices(cfg: AppConfig) -> dict[str, ProviderChoice]:
         "Auto (the checkpoint family's default)",
         "Bing-type checkpoints: Esri World Imagery; Sentinel: EOX Sentinel-2 cloudless 2020.",
     )
-    for name, factory in REGISTRY.items():
-        p = factory()
-        out[name] = ProviderChoice(name, f"{p.notes} Attribution: {p.attribution}")
+    for p in imagery.list_providers():
+        out[p.name] = ProviderChoice(p.name, f"{p.notes} Attribution: {p.attribution}")
     return out
 
 
@@ -73,29 +80,26 @@ def engine_provider(choice: str) -> str | None:
     return None if choice in (AUTO, CUSTOM) else choice
 
 
-def resolved_provider(choice: str, checkpoint: str, cfg: AppConfig) -> Any:
-    """The tiles provider object the choice means for this checkpoint (None when there is no default)."""
-    from tiles.providers import DEFAULT_PROVIDER, get_provider
-
+def resolved_provider(choice: str, checkpoint: str) -> imagery.ProviderInfo | None:
+    """The provider the choice means for this checkpoint (None for the custom source, or when the
+    checkpoint's family has no default)."""
     if choice == CUSTOM:
         return None
-    name = DEFAULT_PROVIDER.get(_family(checkpoint)) if choice == AUTO else choice
-    return get_provider(name) if name else None
+    name = imagery.default_provider(_family(checkpoint)) if choice == AUTO else choice
+    return imagery.provider_info(name) if name else None
 
 
 def basemap(cfg: AppConfig, choice: str, checkpoint: str) -> Basemap:
     """The browser's basemap for the chosen provider (keyless; see the module docstring)."""
     if choice == CUSTOM:
         return Basemap("custom", cfg.tile_url, cfg.tile_attribution, cfg.tile_max_zoom)
-    from tiles.providers import get_provider
-
-    provider = resolved_provider(choice, checkpoint, cfg)
-    if provider is None or getattr(provider, "key_env", None) or not hasattr(provider, "url_template"):
-        provider = get_provider("esri-world-imagery")
-    return Basemap(provider.name, provider.url_template, provider.attribution, int(provider.max_zoom))
+    provider = resolved_provider(choice, checkpoint)
+    if provider is None or provider.needs_key or provider.url_template is None:
+        provider = imagery.provider_info(DISPLAY_FALLBACK)
+    return Basemap(provider.name, str(provider.url_template), provider.attribution, provider.max_zoom)
 
 
-def footprints(chip: Any, scales: list[int]) -> dict[int, list[list[float]]]:
+def footprints(chip: Chip, scales: list[int]) -> dict[int, list[list[float]]]:
     """[[s, w], [n, e]] of every scale's chip footprint around the click."""
     out: dict[int, list[list[float]]] = {}
     for s, polygon in chip.footprints(tuple(scales)).items():
@@ -111,21 +115,21 @@ def span_m(bounds: list[list[float]]) -> float:
     return abs(e - w) * 111_320.0 * max(math.cos(lat), 1e-6)
 
 
-def decode_audio(data: bytes) -> tuple[Any, int]:
+def decode_audio(data: bytes) -> tuple[torch.Tensor, int]:
     """Decode an uploaded clip with the model's loader (raises InputError for bad files)."""
     from sat2sound_core.preprocess.audio import load_audio
 
     return load_audio(data)
 
 
-def chip_with_grid(chip: Any, heat: Any = None, size: int = 448, grid: int = 14) -> bytes:
+def chip_with_grid(chip: Chip, heat: Heatmap | None = None, size: int = 448, grid: int = 14) -> bytes:
     """PNG of the chip with its patch grid drawn on it (and the heatmap blended in, when there is one)."""
     from PIL import Image, ImageDraw
 
     from sat2sound_core import export
 
     base = np.asarray(chip.image, dtype=np.uint8)[..., :3]
-    if heat is not None and hasattr(heat, "transform"):
+    if heat is not None:
         img = Image.open(io.BytesIO(export.heatmap_png_bytes(heat, size=size, base=base))).convert("RGB")
     else:
         img = Image.fromarray(base).resize((size, size), Image.Resampling.BILINEAR)
@@ -139,19 +143,16 @@ def chip_with_grid(chip: Any, heat: Any = None, size: int = 448, grid: int = 14)
     return buf.getvalue()
 
 
-
-
-def chip_caption(chip: Any) -> str:
-    gsd = getattr(chip, "ground_resolution", None)
-    size = np.asarray(chip.image).shape
-    parts = [f"{size[1]}x{size[0]} px"]
-    if gsd:
-        parts.append(f"{float(gsd):.2f} m/px")
-    parts.append(str(getattr(chip, "attribution", "")))
+def chip_caption(chip: Chip) -> str:
+    """One line under the chip preview: pixel size, ground resolution, attribution."""
+    parts = [f"{chip.width}x{chip.height} px"]
+    if chip.ground_resolution:
+        parts.append(f"{float(chip.ground_resolution):.2f} m/px")
+    parts.append(chip.attribution)
     return " · ".join(p for p in parts if p)
 
 
-def play(audio: Any, label: str) -> None:
+def play(audio: tuple[np.ndarray, int] | Audio, label: str) -> None:
     """An audio player for a gallery clip ((samples, rate)) or a synthesised ``Audio``."""
     from app.downloads import audio_arrays
     from sat2sound_core import export

@@ -1,20 +1,24 @@
 """The concept explorer: the chip's most activated codebook concepts, where they are, gallery examples.
 
-The paper's §12 / Figure 6 view. The concept map itself (per-patch top concepts, groups of patches,
-gallery captions that activate a concept most) comes from the engine (``result.concept_map``).
+The paper's Figure 6 view. The concept map itself (per-patch top concepts, groups of patches,
+gallery captions that activate a concept most) comes from the engine (``ChipAnalysis.concept_map``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
+if TYPE_CHECKING:
+    from app.page import Controls
+    from sat2sound_core.maps.concepts import ConceptMap
 
-def concept_map(ss: Any, ctl: Any) -> Any:
+
+def concept_map(ss: Any, ctl: Controls) -> ConceptMap:
     """The current result's ConceptMap, computed once per result (the concept heatmap shares it)."""
     key = (id(ss.result), "concept")
-    cm = ss.heatmaps.get(key)
+    cm: ConceptMap | None = ss.heatmaps.get(key)
     if cm is None:
         from app import resources
         from sat2sound_core.common.settings import get_settings
@@ -27,7 +31,7 @@ def concept_map(ss: Any, ctl: Any) -> Any:
     return cm
 
 
-def render(ss: Any, ctl: Any) -> None:
+def render(ss: Any, ctl: Controls) -> None:
     """Concept groups of the whole chip, or of one clicked patch (row/column pickers).
 
     Computed on request (or when the concept heatmap already made it), so clicks stay fast.

@@ -111,17 +111,3 @@ def metadata_overrides(**fields: str | int | None) -> dict[str, int | str]:
         else:
             out[name] = str(value)
     return out
-
-
-def optional_int(value: str | int | None) -> int | None:
-    """A select box value that may be ``"unknown"``: None for unknown, else the integer."""
-    if value is None or value == UNKNOWN:
-        return None
-    return int(value)
-
-
-def optional_str(value: str | None) -> str | None:
-    """A select box value that may be ``"unknown"``: None for unknown, else the string."""
-    if value is None or value == UNKNOWN:
-        return None
-    return str(value)

@@ -56,12 +56,12 @@ class Footprint:
 
 @dataclass(frozen=True)
 class Overlay:
-    """A colour-mapped heatmap image and where it lies; ``mercator_project`` for EPSG:4326 images."""
+    """A colour-mapped heatmap image (rows already linear in web-mercator: ``Heatmap.to_rgba``) and
+    where it lies."""
 
     rgba: np.ndarray
     bounds: Bounds
     label: str
-    mercator_project: bool = False
 
 
 class Legend(MacroElement):
@@ -253,7 +253,7 @@ def build_layers(
             bounds=overlay.bounds,
             opacity=float(opacity),
             name=f"heatmap: {overlay.label}",
-            mercator_project=overlay.mercator_project,
+            mercator_project=False,  # to_rgba resampled the rows to mercator already, for any CRS
             interactive=False,
             zindex=10,
         ).add_to(fg)

@@ -9,14 +9,15 @@ logged with its traceback on the server and shown as one short line.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 from streamlit_folium import st_folium
@@ -29,17 +30,16 @@ from app.map_view import Basemap, Footprint, Legend, Overlay, build_layers, buil
 from sat2sound_core.common.errors import Sat2SoundError
 from sat2sound_core.common.progress import Cancelled
 from sat2sound_core.common.settings import get_settings
-from tiles.errors import TilesError
+from sat2sound_core.maps import kinds
+from sat2sound_core.maps.kinds import RegisteredKind
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from sat2sound_core.maps.heatmaps import Heatmap
 
 log = logging.getLogger(__name__)
 
-HEATMAP_KINDS = {
-    "text": "Text query",
-    "word": "Word in a caption",
-    "audio": "Uploaded audio clip",
-    "composed": "Audio clip + caption",
-    "concept": "Concept map",
-}
 AUDIO_SOURCES = (AUTO, UNKNOWN, "yfcc", "iNat", "aporee", "freesound")
 CAPTION_SOURCES = (AUTO, UNKNOWN, "meta", "qwen", "pengi")
 MONTHS = (AUTO, UNKNOWN, *[str(m) for m in range(1, 13)])
@@ -86,7 +86,7 @@ def guard(what: str) -> Iterator[None]:
         yield
     except Cancelled:
         st.info(f"{what}: cancelled.")
-    except (Sat2SoundError, TilesError) as exc:
+    except Sat2SoundError as exc:
         st.error(f"{what}: {exc}")
     except MemoryError:
         st.error(f"{what}: out of memory. Close other sessions or choose precision bf16 / a smaller scale.")
@@ -163,9 +163,10 @@ def _sidebar(cfg: app_config.AppConfig) -> Controls:
     caption_source = sb.selectbox("Caption source", CAPTION_SOURCES, key="ctl_tsource")
 
     sb.header("Display")
-    kinds = list(HEATMAP_KINDS)
+    keys = list(kinds.kind_keys())
     kind = sb.selectbox(
-        "Heatmap", kinds, index=kinds.index(cfg.heatmap_kind), format_func=HEATMAP_KINDS.__getitem__, key="ctl_kind"
+        "Heatmap", keys, index=keys.index(cfg.heatmap_kind) if cfg.heatmap_kind in keys else 0,
+        format_func=_kind_label, key="ctl_kind",
     )
     opacity = sb.slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="ctl_opacity")
     top_k = int(sb.number_input("Captions to show", 1, 50, cfg.top_k, key="ctl_topk"))
@@ -286,42 +287,138 @@ def _retrieve(ss: Any, ctl: Controls) -> None:
 # heatmaps
 
 
-def _heatmap_inputs(ss: Any, ctl: Controls) -> tuple[Any, ...] | None:
-    """Widgets for the chosen heatmap kind; returns a hashable description of the query, or None."""
-    kind = ctl.kind
+def _kind_label(key: str) -> str:
+    """The registered kind's label for people (the key itself for a kind no longer registered)."""
+    try:
+        return kinds.get_kind(key).label
+    except Sat2SoundError:
+        return key
+
+
+@dataclass(frozen=True)
+class HeatmapRequest:
+    """What the heatmap widgets ask for: the kind, a hashable description of the query (the session's
+    cache key, so an unchanged query is not recomputed) and how to build the kind's inputs (called only
+    when the map is not cached yet, e.g. to decode an uploaded clip once)."""
+
+    kind: RegisteredKind
+    key: tuple[Hashable, ...]
+    build: Callable[[], object]
+
+
+def _heatmap_inputs(ss: Any, ctl: Controls) -> HeatmapRequest | None:
+    """Widgets for the chosen heatmap kind; returns the request, or None while it is incomplete.
+
+    The built-in kinds have widgets of their own (a caption picked from the retrieved ones, an audio
+    upload); any other registered kind gets one widget per field of its inputs dataclass.
+    """
+    kind = kinds.get_kind(ctl.kind)
+    widgets = _KIND_WIDGETS.get(kind.key)
+    return widgets(ss, kind) if widgets is not None else _field_widgets(kind)
+
+
+def _text_widgets(ss: Any, kind: RegisteredKind) -> HeatmapRequest | None:
+    q = st.text_input("Text query", value="birds chirping in trees", key="q_text").strip()
+    return HeatmapRequest(kind, (kind.key, q), lambda: kinds.TextInputs(q)) if q else None
+
+
+def _word_widgets(ss: Any, kind: RegisteredKind) -> HeatmapRequest | None:
     captions = [h.caption for h in ss.hits]
-    if kind == "text":
-        q = st.text_input("Text query", value="birds chirping in trees", key="q_text")
-        return ("text", q.strip()) if q.strip() else None
-    if kind == "word":
-        if not captions:
-            st.caption("Click the map first: the words come from a retrieved caption.")
+    if not captions:
+        st.caption("Click the map first: the words come from a retrieved caption.")
+        return None
+    cap = st.selectbox("Caption", captions, key="q_caption")
+    text = st.text_input("Word(s) from the caption (comma separated)", value=_first_word(cap), key="q_words")
+    if not text.strip():
+        return None
+    words = tuple(inputs.parse_words(text))
+    return HeatmapRequest(kind, (kind.key, cap, words), lambda: kinds.WordInputs(cap, words))
+
+
+def _audio_upload() -> tuple[str, bytes, bool] | None:
+    up = st.file_uploader(
+        "Audio clip", type=list(inputs.AUDIO_TYPES), key="q_audio",
+        help=f"A few seconds is enough; at most {inputs.MAX_AUDIO_BYTES // 2**20} MB.",
+    )
+    whole = st.checkbox(
+        "Whole recording", value=True, key="q_whole",
+        help="The model hears 10 s at a time. On: a longer recording is heard as all its 10-s windows "
+             "(their average, at most 32 spread over it). Off: only its first 10 s.",
+    )
+    if up is None:
+        return None
+    inputs.check_audio_upload(up.name, up.size)
+    return up.name, up.getvalue(), bool(whole)
+
+
+def _audio_widgets(ss: Any, kind: RegisteredKind) -> HeatmapRequest | None:
+    upload = _audio_upload()
+    if upload is None:
+        return None
+    name, data, whole = upload
+
+    def build() -> kinds.AudioInputs:
+        wav, sr = bridge.decode_audio(data)
+        return kinds.AudioInputs(wav, sr, whole_recording=whole, label=f"audio clip {name}")
+
+    return HeatmapRequest(kind, (kind.key, name, hashlib.sha1(data).hexdigest(), whole), build)
+
+
+def _composed_widgets(ss: Any, kind: RegisteredKind) -> HeatmapRequest | None:
+    upload = _audio_upload()
+    if upload is None:
+        return None
+    name, data, whole = upload
+    captions = [h.caption for h in ss.hits]
+    default = captions[0] if captions else "birds chirping near a river"
+    cap = st.text_input("Caption to compose with", value=default, key="q_comp_caption").strip()
+    if not cap:
+        return None
+
+    def build() -> kinds.ComposedInputs:
+        wav, sr = bridge.decode_audio(data)
+        return kinds.ComposedInputs(wav, sr, cap, whole_recording=whole)
+
+    return HeatmapRequest(kind, (kind.key, name, hashlib.sha1(data).hexdigest(), cap, whole), build)
+
+
+def _concept_widgets(ss: Any, kind: RegisteredKind) -> HeatmapRequest | None:
+    # "concept" alone is the session slot of the ConceptMap itself (app/concepts.py): the map of its
+    # largest group's concept is kept beside it
+    return HeatmapRequest(kind, ("concept-top",), kinds.ConceptInputs)
+
+
+_KIND_WIDGETS: dict[str, Callable[[Any, RegisteredKind], HeatmapRequest | None]] = {
+    "text": _text_widgets,
+    "word": _word_widgets,
+    "audio": _audio_widgets,
+    "composed": _composed_widgets,
+    "concept": _concept_widgets,
+}
+
+# field annotations of an inputs dataclass the generic widgets can ask for
+_FIELD_TYPES = {"str": str, "float": float, "int": int, "bool": bool}
+
+
+def _field_widgets(kind: RegisteredKind) -> HeatmapRequest | None:
+    """One widget per field of a kind's inputs dataclass (str, float, int or bool fields)."""
+    values: dict[str, Hashable] = {}
+    for f in dataclasses.fields(kind.inputs):
+        typ = f.type if isinstance(f.type, type) else _FIELD_TYPES.get(str(f.type))
+        default = f.default if f.default is not dataclasses.MISSING else None
+        label, key = f.name.replace("_", " ").capitalize(), f"q_{kind.key}_{f.name}"
+        if typ is str:
+            values[f.name] = st.text_input(label, value=default or "", key=key).strip()
+        elif typ is bool:
+            values[f.name] = bool(st.checkbox(label, value=bool(default), key=key))
+        elif typ is float:
+            values[f.name] = float(st.number_input(label, value=float(default or 0.0), key=key))
+        elif typ is int:
+            values[f.name] = int(st.number_input(label, value=int(default or 0), step=1, key=key))
+        else:
+            st.caption(f"The {kind.label} heatmap takes a {f.type} ({f.name}), which this page cannot ask for.")
             return None
-        cap = st.selectbox("Caption", captions, key="q_caption")
-        words = st.text_input("Word(s) from the caption (comma separated)", value=_first_word(cap), key="q_words")
-        return ("word", cap, tuple(inputs.parse_words(words))) if words.strip() else None
-    if kind in ("audio", "composed"):
-        up = st.file_uploader(
-            "Audio clip", type=list(inputs.AUDIO_TYPES), key="q_audio",
-            help=f"A few seconds is enough; at most {inputs.MAX_AUDIO_BYTES // 2**20} MB.",
-        )
-        whole = st.checkbox(
-            "Whole recording", value=True, key="q_whole",
-            help="The model hears 10 s at a time. On: a longer recording is heard as all its 10-s windows "
-                 "(their average, at most 32 spread over it). Off: only its first 10 s.",
-        )
-        if up is None:
-            return None
-        inputs.check_audio_upload(up.name, up.size)
-        data = up.getvalue()
-        if kind == "audio":
-            return ("audio", up.name, data, whole)
-        default = captions[0] if captions else "birds chirping near a river"
-        cap = st.text_input("Caption to compose with", value=default, key="q_comp_caption")
-        return ("composed", up.name, data, cap.strip(), whole) if cap.strip() else None
-    if kind == "concept":
-        return ("concept",)
-    return None
+    return HeatmapRequest(kind, (kind.key, *values.values()), lambda: kind.inputs(**values))
 
 
 def _first_word(caption: str) -> str:
@@ -331,42 +428,25 @@ def _first_word(caption: str) -> str:
     return ""
 
 
-def _compute_heatmap(ss: Any, ctl: Controls, query: tuple[Any, ...]) -> Any:
-    """The Heatmap for ``query`` on the current result, memoised in this session.
+def _compute_heatmap(ss: Any, ctl: Controls, request: HeatmapRequest) -> Heatmap:
+    """The Heatmap for ``request`` on the current result, memoised in this session.
 
     Every heatmap made for the current result stays in ``ss.heatmaps`` (keyed by result and query) so
-    the GeoTIFF download can hold all of them as bands. For the concept kind the stored object is the
-    engine's ConceptMap and the overlay shows where its largest concept group's concept is active.
+    the GeoTIFF download can hold all of them as bands. With the concept kind the session's ConceptMap
+    is made too: the concept explorer and the GeoTIFF's concept band show the chip the map comes from.
     """
-    rid = id(ss.result)
-    if query[0] == "concept":
-        top_key = (rid, "concept-top")
-        if top_key not in ss.heatmaps:
-            from app import concepts
-
-            cmap = concepts.concept_map(ss, ctl)  # shared with the concept explorer
-            if not cmap.groups:
-                raise Sat2SoundError("the concept map has no concept groups for this chip")
-            ss.heatmaps[top_key] = cmap.heatmap(cmap.groups[0].code)
-        return ss.heatmaps[top_key]
-    cache_key = (rid, query[0], *(hashlib.sha1(q).hexdigest() if isinstance(q, bytes) else q for q in query[1:]))
-    if cache_key in ss.heatmaps:
-        return ss.heatmaps[cache_key]
+    cache_key = (id(ss.result), *request.key)
+    cached: Heatmap | None = ss.heatmaps.get(cache_key)
+    if cached is not None:
+        return cached
     settings = get_settings()
     shared = resources.get_engine(ctl.checkpoint, ctl.precision, settings.device, settings.gallery)
-    result = ss.result
-    kind = query[0]
+    if request.kind.key == "concept":
+        from app import concepts
+
+        concepts.concept_map(ss, ctl)
     with shared.use():
-        if kind == "text":
-            heat = result.text_heatmap(query[1])
-        elif kind == "word":
-            heat = result.word_heatmap(query[1], list(query[2]))
-        elif kind == "audio":
-            wav, sr = bridge.decode_audio(query[2])
-            heat = result.audio_heatmap(wav, sr, label=f"audio clip {query[1]}", whole_recording=query[3])
-        else:
-            wav, sr = bridge.decode_audio(query[2])
-            heat = result.composed_heatmap(wav, sr, query[3], whole_recording=query[4])
+        heat: Heatmap = ss.result.heatmap(request.kind, request.build())
     ss.heatmaps[cache_key] = heat
     return heat
 
@@ -375,17 +455,18 @@ def _compute_heatmap(ss: Any, ctl: Controls, query: tuple[Any, ...]) -> Any:
 # map
 
 
-def _overlay_rgba(ss: Any, heat: Any) -> Any:
+def _overlay_rgba(ss: Any, heat: Heatmap) -> np.ndarray:
     """The heatmap's map image, made once per heatmap (reruns that do not change it reuse it)."""
     cached = ss.get("overlay_cache")
     if cached is not None and cached[0] is heat:
-        return cached[1]
+        rgba: np.ndarray = cached[1]
+        return rgba
     rgba = heat.to_rgba(OVERLAY_SIZE)
     ss.overlay_cache = (heat, rgba)
     return rgba
 
 
-def _draw_map(ss: Any, cfg: app_config.AppConfig, ctl: Controls, heat: Any) -> None:
+def _draw_map(ss: Any, cfg: app_config.AppConfig, ctl: Controls, heat: Heatmap | None) -> None:
     """The map: a base map that stays mounted in the browser, plus this result's layers swapped in.
 
     The base map (basemap only, at the start view) gives the same component key on every run, so a
@@ -409,7 +490,7 @@ def _draw_map(ss: Any, cfg: app_config.AppConfig, ctl: Controls, heat: Any) -> N
         if heat is not None:
             hm = heat
             overlay = Overlay(rgba=_overlay_rgba(ss, hm), bounds=hm.overlay_bounds, label=hm.query)
-            legend = Legend(title=f"{HEATMAP_KINDS.get(hm.kind, hm.kind)}: {hm.query}"[:80],
+            legend = Legend(title=f"{_kind_label(hm.kind)}: {hm.query}"[:80],
                             vmin=float(hm.values.min()), vmax=float(hm.values.max()))
     m = build_map(basemap, center=Point(cfg.start_lat, cfg.start_lon), zoom=13, base_url_path=base_url_path)
     layers = build_layers(point=point, footprints=footprints, overlay=overlay, legend=legend,
@@ -432,7 +513,7 @@ def _draw_map(ss: Any, cfg: app_config.AppConfig, ctl: Controls, heat: Any) -> N
 # results
 
 
-def _results(ss: Any, ctl: Controls, heat: Any) -> None:
+def _results(ss: Any, ctl: Controls, heat: Heatmap | None) -> None:
     result = ss.result
     if result is None:
         st.info("Click the map (or type 'lat, lon' and press Go) to hear a place.")
@@ -449,7 +530,7 @@ def _results(ss: Any, ctl: Controls, heat: Any) -> None:
         _downloads(ss, ctl, heat)
 
 
-def _chip_png(ss: Any, heat: Any) -> bytes:
+def _chip_png(ss: Any, heat: Heatmap | None) -> bytes:
     """The chip preview (patch grid, heatmap blended in), drawn once per result and heatmap."""
     cached = ss.get("chip_cache")
     if cached is not None and cached[0] is ss.result and cached[1] is heat:
@@ -548,7 +629,7 @@ def _concepts(ss: Any, ctl: Controls) -> None:
     concepts.render(ss, ctl)
 
 
-def _downloads(ss: Any, ctl: Controls, heat: Any) -> None:
+def _downloads(ss: Any, ctl: Controls, heat: Heatmap | None) -> None:
     from app import downloads
 
     downloads.render(ss, ctl, heat)
@@ -573,12 +654,12 @@ def render() -> None:
     with left:
         _search_bar(ss)
         _analyze(ss, cfg, ctl)
-        query = None
+        request = None
         with guard("Heatmap input"):
-            query = _heatmap_inputs(ss, ctl)
-        if ss.result is not None and query is not None:
+            request = _heatmap_inputs(ss, ctl)
+        if ss.result is not None and request is not None:
             with guard("Heatmap"):
-                heat = _compute_heatmap(ss, ctl, query)
+                heat = _compute_heatmap(ss, ctl, request)
         with guard("Map"):
             _draw_map(ss, cfg, ctl, heat)
     with right:

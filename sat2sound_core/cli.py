@@ -13,9 +13,15 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sat2sound_core.engine import ChipAnalysis, Engine
+    from sat2sound_core.gallery import Gallery
+    from sat2sound_core.maps.kinds import RegisteredKind
+    from sat2sound_core.retrieval import Hit
 
 EXIT_ERROR = 2
 
@@ -103,15 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_point_options(h)
     _add_model_options(h)
     q = h.add_argument_group("queries (at least one)")
-    q.add_argument("--text", "-t", action="append", default=[], metavar="QUERY",
-                   help="a text query, e.g. 'birds singing' (repeatable)")
-    q.add_argument("--word", action="append", default=[], metavar="CAPTION:WORDS",
-                   help="the official demo's word map: a caption and comma-separated words of it, "
-                        "e.g. 'a river with birds:river,birds' (repeatable)")
-    q.add_argument("--audio", action="append", default=[], metavar="FILE",
-                   help="an audio file (wav/flac/ogg/mp3) as query (repeatable)")
-    q.add_argument("--compose", action="append", default=[], metavar="FILE:CAPTION",
-                   help="a composed query: audio file plus caption, e.g. 'rain.wav:rain on a roof' (repeatable)")
+    _add_heatmap_kind_options(q)
     q.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
                    help="where the 10-s window of each audio file starts (default: %(default)s)")
     q.add_argument("--whole-recording", action="store_true",
@@ -170,11 +168,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_heatmap_kind_options(group: argparse._ArgumentGroup) -> None:
+    """One option per registered heatmap kind that has a CLI form (sat2sound_core.maps.kinds)."""
+    from sat2sound_core.maps.kinds import list_kinds
+
+    for kind in list_kinds():
+        if kind.cli is None:
+            continue
+        names = [kind.cli.flag] + ([kind.cli.short] if kind.cli.short else [])
+        if kind.cli.metavar is None:
+            group.add_argument(*names, dest=_dest(kind), action="store_true", help=kind.cli.help)
+        else:
+            group.add_argument(*names, dest=_dest(kind), action="append", default=[], metavar=kind.cli.metavar,
+                               help=kind.cli.help)
+
+
+def _dest(kind: RegisteredKind) -> str:
+    return f"heatmap_{kind.key}"
+
+
+def heatmap_queries(args: argparse.Namespace) -> list[tuple[RegisteredKind, object]]:
+    """The heatmaps a parsed ``sat2sound heatmap`` command line asks for: (kind, inputs), kinds in the
+    registry's order, each kind's queries in the order given (audio files are read here)."""
+    from sat2sound_core.maps.kinds import CliQueryOptions
+
+    options = CliQueryOptions(start_seconds=args.start, whole_recording=args.whole_recording)
+    out: list[tuple[RegisteredKind, object]] = []
+    for kind, values in _given_queries(args):
+        parse = kind.cli.parse if kind.cli is not None else None
+        for value in values:
+            out.append((kind, parse(value, options) if parse is not None else kind.inputs()))
+    return out
+
+
+def _given_queries(args: argparse.Namespace) -> list[tuple[RegisteredKind, list[str]]]:
+    from sat2sound_core.maps.kinds import list_kinds
+
+    given: list[tuple[RegisteredKind, list[str]]] = []
+    for kind in list_kinds():
+        if kind.cli is None or not hasattr(args, _dest(kind)):
+            continue
+        value = getattr(args, _dest(kind))
+        values = [""] if value is True else [] if value is False else list(value)
+        if values:
+            given.append((kind, values))
+    return given
+
+
+def _query_flags() -> str:
+    from sat2sound_core.maps.kinds import list_kinds
+
+    flags = [k.cli.flag for k in list_kinds() if k.cli is not None] + ["--concepts"]
+    return ", ".join(flags[:-1]) + " or " + flags[-1]
+
+
 # --------------------------------------------------------------------------------------------------
 # helpers
 
 
-def _progress(args: argparse.Namespace, desc: str) -> Any:
+def _progress(args: argparse.Namespace, desc: str) -> Callable[..., None] | None:
     if args.quiet:
         return None
     from sat2sound_core.common.progress import tqdm_progress
@@ -182,7 +234,7 @@ def _progress(args: argparse.Namespace, desc: str) -> Any:
     return tqdm_progress(desc)
 
 
-def _engine(args: argparse.Namespace, gallery: Any = None) -> Any:
+def _engine(args: argparse.Namespace, gallery: str | Path | Gallery | None = None) -> Engine:
     from sat2sound_core.common.settings import get_settings
     from sat2sound_core.engine import Engine
 
@@ -197,8 +249,8 @@ def _engine(args: argparse.Namespace, gallery: Any = None) -> Any:
     )
 
 
-def _metadata(args: argparse.Namespace) -> dict[str, Any] | None:
-    out: dict[str, Any] = {}
+def _metadata(args: argparse.Namespace) -> dict[str, object] | None:
+    out: dict[str, object] = {}
     for name in ("hour", "month"):
         value = getattr(args, name)
         if value is not None:
@@ -222,32 +274,12 @@ def _int_arg(value: str, name: str) -> int:
         raise InputError(f"--{name} must be an integer or 'unknown', got {value!r}") from None
 
 
-def _analyze(args: argparse.Namespace, engine: Any) -> Any:
+def _analyze(args: argparse.Namespace, engine: Engine) -> ChipAnalysis:
     _ = engine.model  # load first so the progress bar is about the model, not the chip
     return engine.analyze(args.lat, args.lon, scale=args.scale, metadata=_metadata(args))
 
 
-def _read_audio(path: str) -> tuple[Any, int]:
-    from sat2sound_core import load_audio
-    from sat2sound_core.common.errors import InputError
-
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise InputError(f"audio file {p} does not exist")
-    samples, rate = load_audio(str(p))
-    return samples, int(rate)
-
-
-def _split(value: str, what: str) -> tuple[str, str]:
-    from sat2sound_core.common.errors import InputError
-
-    left, sep, right = value.rpartition(":") if what == "CAPTION:WORDS" else value.partition(":")
-    if not sep or not left.strip() or not right.strip():
-        raise InputError(f"expected {what}, got {value!r}")
-    return left.strip(), right.strip()
-
-
-def _print_hits(hits: Sequence[Any]) -> None:
+def _print_hits(hits: Sequence[Hit]) -> None:
     if not hits:
         print("no hits (the gallery has no rows for this query)")
         return
@@ -292,26 +324,15 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
     from sat2sound_core.common.errors import InputError
     from sat2sound_core.export import write_geotiff, write_png
 
-    if not (args.text or args.word or args.audio or args.compose or args.concepts):
-        raise InputError("give at least one query: --text, --word, --audio, --compose or --concepts")
+    if not (_given_queries(args) or args.concepts):
+        raise InputError(f"give at least one query: {_query_flags()}")
     out = Path(args.out).expanduser()
     if not out.parent.is_dir():
         raise InputError(f"output folder {out.parent} does not exist; create it or choose another --out")
+    queries = heatmap_queries(args)
     engine = _engine(args)
     result = _analyze(args, engine)
-    heatmaps = [result.text_heatmap(q) for q in args.text]
-    for spec in args.word:
-        caption, words = _split(spec, "CAPTION:WORDS")
-        heatmaps.append(result.word_heatmap(caption, [w.strip() for w in words.split(",") if w.strip()]))
-    for path in args.audio:
-        samples, rate = _read_audio(path)
-        heatmaps.append(result.audio_heatmap(samples, rate, args.start, label=f"audio: {Path(path).name}",
-                                             whole_recording=args.whole_recording))
-    for spec in args.compose:
-        path, caption = _split(spec, "FILE:CAPTION")
-        samples, rate = _read_audio(path)
-        heatmaps.append(result.composed_heatmap(samples, rate, caption, args.start,
-                                                whole_recording=args.whole_recording))
+    heatmaps = [result.heatmap(kind, inputs) for kind, inputs in queries]
     cmap = result.concept_map(n_examples=0) if args.concepts else None
     tif = write_geotiff(out.with_name(out.name + ".tif"), heatmaps, result.chip, concept_map=cmap,
                         checkpoint=result.checkpoint, scale=result.scale, metadata=result.metadata, size=args.size)
@@ -416,16 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sat2sound_core.common.errors import Sat2SoundError
 
     tune_allocator()
-    expected: tuple[type[BaseException], ...] = (Sat2SoundError,)
-    try:
-        from tiles.errors import TilesError
-
-        expected = (Sat2SoundError, TilesError)
-    except ImportError:  # pragma: no cover - tiles is part of this distribution
-        pass
     try:
         return _COMMANDS[args.command](args)
-    except expected as exc:
+    except Sat2SoundError as exc:  # imagery errors arrive as ImageryError (sat2sound_core.imagery)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

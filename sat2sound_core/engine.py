@@ -1,31 +1,33 @@
-"""The soundscape engine: one clicked point → chip → encoding → heatmaps, captions, concepts, audio.
+"""The soundscape engine: one point → chip → encoding → heatmaps, captions, concepts, audio.
 
 This is the API the app, the CLI and notebooks share::
 
     from sat2sound_core.engine import Engine
     engine = Engine(checkpoint="bingmap_withmeta", precision="auto", device="auto",
                     provider=None, gallery=None)           # lazy: loads nothing until used
-    result = engine.analyze(lat, lon, scale=1, metadata=None, provider=None)   # -> ClickResult
-    result.chip, result.encoding, result.metadata, result.scale, result.checkpoint
-    result.word_heatmap(caption, words)       # the official demo's word map      -> Heatmap
-    result.text_heatmap(query)                # whole-query maps (docs/heatmaps.md) -> Heatmap
-    result.audio_heatmap(waveform, sr)
-    result.composed_heatmap(waveform, sr, caption)
-    result.concept_map(top_k=5)               # per-patch concepts, groups, gallery examples
-    result.retrieve(k=10, gallery=None)       # -> list[Hit] (image → caption at result.scale)
-    engine.gallery_audio(hit)                 # -> (samples, sample_rate) | None
+    analysis = engine.analyze(lat, lon, scale=1, metadata=None, provider=None)   # -> ChipAnalysis
+    analysis.chip, analysis.encoding, analysis.metadata, analysis.scale, analysis.checkpoint
+    analysis.heatmap("text", TextInputs("birds singing"))   # any registered kind (maps/kinds.py) -> Heatmap
+    analysis.word_heatmap(caption, words)       # the official demo's word map       -> Heatmap
+    analysis.text_heatmap(query)                # whole-query maps (docs/heatmaps.md) -> Heatmap
+    analysis.audio_heatmap(waveform, sr)
+    analysis.composed_heatmap(waveform, sr, caption)
+    analysis.concept_map(top_k=5)               # per-patch concepts, groups, gallery examples
+    analysis.retrieve(k=10, gallery=None)       # -> list[Hit] (image → caption at analysis.scale)
+    engine.gallery_audio(hit)                   # -> (samples, sample_rate) | None
     engine.search(text=None, waveform=None, sample_rate=None, k=10)  # audio/text/composed -> gallery
-    engine.rank_places(results, text=None, waveform=None, sample_rate=None)  # audio/text -> places
+    engine.rank_places(analyses, text=None, waveform=None, sample_rate=None)  # audio/text -> places
 
-Results are cached: analysing the same chip pixels again with the same checkpoint, scale, metadata
-and precision returns the cached :class:`ClickResult` without re-encoding. Metadata left as None is
+Analyses are cached: analysing the same chip pixels again with the same checkpoint, scale, metadata
+and precision returns the cached :class:`ChipAnalysis` without re-encoding. Metadata left as None is
 filled from the point (lat/lon), the current month and the point's local solar hour, with the
 official demo's sources (audio ``yfcc``, caption ``meta``); every field can be overridden, and the
 string ``"unknown"`` marks a field unknown.
 
-Settings read here: ``SAT2SOUND_TILE_URL`` (an XYZ template such as ``http://host/{z}/{x}/{y}.png``;
-when set, chips come from it instead of the checkpoint's default provider), ``SAT2SOUND_TILE_ATTRIBUTION``
-and ``SAT2SOUND_TILE_MAX_ZOOM`` for that template.
+Imagery comes through :mod:`sat2sound_core.imagery`: when no provider is given and
+``SAT2SOUND_TILE_URL`` is set (with ``SAT2SOUND_TILE_ATTRIBUTION`` and ``SAT2SOUND_TILE_MAX_ZOOM``), chips
+come from that template instead of the checkpoint's default provider; imagery failures are
+:class:`~sat2sound_core.common.errors.ImageryError`.
 """
 
 from __future__ import annotations
@@ -38,25 +40,45 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
+from sat2sound_core import imagery
 from sat2sound_core.common.errors import InputError, Sat2SoundError
 from sat2sound_core.common.progress import report
-from sat2sound_core.maps.heatmaps import (
-    GridGeometry,
-    Heatmap,
-    composed_weights,
-    grid_geometry,
-    make_heatmap,
-    patch_scores,
-    query_relevance,
-    top_codes,
-    word_heatmap_values,
+from sat2sound_core.maps.heatmaps import GridGeometry, Heatmap, grid_geometry, patch_scores, top_codes
+from sat2sound_core.maps.kinds import (
+    AudioInputs,
+    ComposedInputs,
+    RegisteredKind,
+    TextInputs,
+    WordInputs,
+    get_kind,
 )
 
+if TYPE_CHECKING:
+    import torch
+
+    from sat2sound_core.gallery import Gallery
+    from sat2sound_core.maps.concepts import ConceptMap
+    from sat2sound_core.model.sat2sound import Encoding, Sat2Sound
+    from sat2sound_core.preprocess.metadata import Metadata
+    from sat2sound_core.retrieval import Hit
+    from tiles.chip import Chip
+    from tiles.providers import Provider
+
 log = logging.getLogger(__name__)
+
+#: audio samples, (T,) or (C, T) floats in [-1, 1]
+Waveform: TypeAlias = "np.ndarray | torch.Tensor"
+#: a gallery to retrieve from: a Gallery, an HDF5 path, ``"official"``, or None (the engine's)
+GallerySpec: TypeAlias = "Gallery | str | os.PathLike[str] | None"
+#: imagery for a fetch: a tiles provider name, a local file, an http(s) template or a provider object
+ProviderSpec: TypeAlias = "str | Path | Provider | None"
+#: metadata for an analysis: a Metadata, a dict of some of its fields, or None (the point's defaults)
+MetadataSpec: TypeAlias = "Metadata | Mapping[str, object] | None"
 
 UNKNOWN = "unknown"
 DEFAULT_AUDIO_SOURCE = "yfcc"
@@ -65,25 +87,23 @@ _META_FIELDS = ("lat", "lon", "hour", "month", "audio_source", "caption_source")
 #: windows averaged for a whole recording at most (spread evenly over it): 32 windows cover 5 min
 #: back to back and take ~2.5 s on a 2-core CPU
 MAX_RECORDING_WINDOWS = 32
-# chip geometry name for each model sat_type (tiles.fetch_chip)
-GEOMETRY_FOR_SAT_TYPE = {"bingmap": "bingmap", "sentinel": "sentinel", "googleEarth": "googleEarth"}
 
 
 def default_metadata(lat: float, lon: float, now: dt.datetime | None = None,
-                     overrides: Mapping[str, Any] | Any = None) -> Any:
-    """Metadata for a click: the point, the current month and local solar hour there, yfcc/meta sources.
+                     overrides: MetadataSpec = None) -> Metadata:
+    """Metadata for a point: the point, the current month and local solar hour there, yfcc/meta sources.
 
     ``overrides`` (a dict or a Metadata) replaces fields; a value of ``"unknown"`` (or None inside a
     dict) makes that field unknown. The hour is UTC + lon/15 (solar time at the point), which is
     what a recording made "now" at that place would carry.
     """
-    from sat2sound_core import Metadata
+    from sat2sound_core.preprocess.metadata import Metadata
 
     now = now or dt.datetime.now(dt.UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.UTC)
     local = now.astimezone(dt.UTC) + dt.timedelta(hours=float(lon) / 15.0)
-    values: dict[str, Any] = {
+    values: dict[str, object] = {
         "lat": float(lat),
         "lon": float(lon),
         "hour": local.hour,
@@ -103,16 +123,16 @@ def default_metadata(lat: float, lon: float, now: dt.datetime | None = None,
         else:
             raise InputError(f"metadata must be a Metadata or a dict of its fields, got {type(overrides).__name__}")
     values = {k: (None if isinstance(v, str) and v.strip().lower() == UNKNOWN else v) for k, v in values.items()}
-    return Metadata(**values)
+    return Metadata(**values)  # type: ignore[arg-type]  # Metadata validates every field itself
 
 
-def _metadata_key(metadata: Any) -> tuple[Any, ...]:
+def _metadata_key(metadata: Metadata | None) -> tuple[object, ...]:
     if metadata is None:
         return ("none",)
     return tuple(getattr(metadata, f) for f in _META_FIELDS)
 
 
-def _chip_key(chip: Any) -> str:
+def _chip_key(chip: Chip) -> str:
     h = hashlib.sha1()
     img = np.ascontiguousarray(chip.image)
     h.update(str(img.shape).encode())
@@ -122,7 +142,7 @@ def _chip_key(chip: Any) -> str:
     return h.hexdigest()
 
 
-def _as_float_waveform(waveform: Any) -> Any:
+def _as_float_waveform(waveform: Waveform) -> np.ndarray:
     arr = waveform.detach().cpu().numpy() if hasattr(waveform, "detach") else np.asarray(waveform)
     if arr.size == 0:
         raise InputError("the audio clip is empty; give at least a second of sound")
@@ -136,21 +156,21 @@ def _as_float_waveform(waveform: Any) -> Any:
 
 
 @dataclass(eq=False)
-class ClickResult:
-    """Everything computed for one analysed chip; heatmaps and concept maps are computed on demand.
+class ChipAnalysis:
+    """One analysed chip: the chip, its encoding and the patch grid; heatmaps, concept maps and
+    retrieval are computed from it on demand.
 
-    ``chip`` is the scale crop (a ``tiles.Chip``) the heatmaps lie on; ``source_chip`` the full
-    training-size chip the model saw; ``encoding`` the image :class:`~sat2sound_core.Encoding` with
-    token scores; ``metadata`` the :class:`~sat2sound_core.Metadata` used (None for nometa
-    checkpoints); ``geometry`` the 14×14 patch grid on ``chip``.
+    ``chip`` is the scale crop the heatmaps lie on; ``source_chip`` the full training-size chip the
+    model saw; ``encoding`` the image encoding with token scores; ``metadata`` the metadata used (None
+    for nometa checkpoints); ``geometry`` the 14×14 patch grid on ``chip``.
     """
 
     lat: float
     lon: float
-    chip: Any
-    source_chip: Any
-    encoding: Any
-    metadata: Any
+    chip: Chip
+    source_chip: Chip
+    encoding: Encoding
+    metadata: Metadata | None
     scale: int
     checkpoint: str
     precision: str
@@ -173,6 +193,8 @@ class ClickResult:
     def patch_scores(self) -> np.ndarray:
         """(196, 16000) raw patch·codebook scores (metadata tokens dropped)."""
         if self._scores is None:
+            if self.encoding.token_scores is None:
+                raise Sat2SoundError("the chip was encoded without token scores; heatmaps need them")
             self._scores = patch_scores(self.encoding.token_scores)
         return self._scores
 
@@ -181,52 +203,35 @@ class ClickResult:
         return top_codes(self.codebook_weights, n)
 
     # ---- heatmaps -----------------------------------------------------------------------------
+    def heatmap(self, kind: str | RegisteredKind, inputs: object) -> Heatmap:
+        """The heatmap of one query on this chip: ``kind`` a registered key (``text``, ``word``, ``audio``,
+        ``composed``, ``concept`` or one added with :func:`sat2sound_core.maps.kinds.register`) and
+        ``inputs`` that kind's inputs dataclass (e.g. ``TextInputs("birds singing")``)."""
+        return get_kind(kind)(self, inputs)
+
     def word_heatmap(self, caption: str, words: str | Sequence[str]) -> Heatmap:
         """The official demo's word map: each word's token → its strongest code → that code's score
-        on every patch, averaged over the words (MODEL.md §7)."""
-        if not isinstance(caption, str) or not caption.strip():
-            raise InputError("the caption is empty: write the caption the words come from")
-        word_list = [words] if isinstance(words, str) else list(words)
-        tokens, text_scores = self.engine.caption_token_scores(caption)
-        values, matches = word_heatmap_values(self.patch_scores, text_scores, tokens, word_list)
-        label = ", ".join(m.word for m in matches)
-        return make_heatmap(
-            values, self.geometry, label, "word", caption=caption,
-            matches=[{"word": m.word, "token": m.token, "token_index": m.token_index, "code": m.code}
-                     for m in matches],
-        )
+        on every patch, averaged over the words (docs/heatmaps.md)."""
+        return self.heatmap("word", WordInputs(caption, (words,) if isinstance(words, str) else tuple(words)))
 
     def text_heatmap(self, query: str) -> Heatmap:
         """Where a text query lives on the chip: r_p = Σ_c w_query[c] · s_p[c] (docs/heatmaps.md)."""
-        if not isinstance(query, str) or not query.strip():
-            raise InputError("the text query is empty: describe a sound, e.g. 'birds singing'")
-        enc = self.engine.encode_text(query)
-        w = enc.codebook_weights[0]
-        return make_heatmap(query_relevance(self.patch_scores, w), self.geometry, query, "text",
-                            top_codes=top_codes(w, 5))
+        return self.heatmap("text", TextInputs(query))
 
-    def audio_heatmap(self, waveform: Any, sample_rate: int, start_seconds: float = 0.0,
+    def audio_heatmap(self, waveform: Waveform, sample_rate: int, start_seconds: float = 0.0,
                       label: str = "audio clip", whole_recording: bool = False) -> Heatmap:
         """Where an audio clip's sound lives on the chip (same relevance as :meth:`text_heatmap`);
-        ``whole_recording``: from all its 10-s windows (:meth:`Engine.encode_audio`)."""
-        enc = self.engine.encode_audio(waveform, sample_rate, start_seconds, whole_recording=whole_recording)
-        w = enc.codebook_weights[0]
-        return make_heatmap(query_relevance(self.patch_scores, w), self.geometry, label, "audio",
-                            top_codes=top_codes(w, 5))
+        ``whole_recording``: from all its 10-s windows (:meth:`Engine.encode_audio`). The map's query
+        text is ``label`` plus what was heard when not the first 10 s (``" (whole recording)"``)."""
+        return self.heatmap("audio", AudioInputs(waveform, sample_rate, start_seconds, whole_recording, label))
 
-    def composed_heatmap(self, waveform: Any, sample_rate: int, caption: str,
+    def composed_heatmap(self, waveform: Waveform, sample_rate: int, caption: str,
                          start_seconds: float = 0.0, whole_recording: bool = False) -> Heatmap:
         """Map of the composed query l2n(l2n(audio) + l2n(caption)) (weights: docs/heatmaps.md)."""
-        if not isinstance(caption, str) or not caption.strip():
-            raise InputError("the caption of the composed query is empty")
-        a = self.engine.encode_audio(waveform, sample_rate, start_seconds, whole_recording=whole_recording)
-        c = self.engine.encode_text(caption)
-        w = composed_weights(a.codebook_weights[0], a.embedding[0], c.codebook_weights[0], c.embedding[0])
-        return make_heatmap(query_relevance(self.patch_scores, w), self.geometry,
-                            f"audio + {caption}", "composed", top_codes=top_codes(w, 5))
+        return self.heatmap("composed", ComposedInputs(waveform, sample_rate, caption, start_seconds, whole_recording))
 
     # ---- concepts and retrieval ---------------------------------------------------------------
-    def concept_map(self, top_k: int = 5, gallery: Any = None, n_examples: int = 3) -> Any:
+    def concept_map(self, top_k: int = 5, gallery: GallerySpec = None, n_examples: int = 3) -> ConceptMap:
         """Per-patch top concepts, groups of patches sharing their top concept, and for each group the
         gallery captions that carry it (when a gallery is available)."""
         from sat2sound_core.maps.concepts import concept_map
@@ -237,12 +242,12 @@ class ClickResult:
                            scale=self._gallery_scale(g), n_examples=n_examples,
                            image_weights=self.codebook_weights)
 
-    def _gallery_scale(self, gallery: Any) -> int:
+    def _gallery_scale(self, gallery: Gallery | None) -> int:
         if gallery is None or self.scale in gallery.scales:
             return self.scale
         return gallery.scales[0]
 
-    def retrieve(self, k: int = 10, gallery: Any = None, target: str = "text") -> list[Any]:
+    def retrieve(self, k: int = 10, gallery: GallerySpec = None, target: str = "text") -> list[Hit]:
         """Top-k gallery rows for this chip: LLaVA captions at this scale (``target="text"``, the
         official demo) or recordings (``target="audio"``)."""
         from sat2sound_core.retrieval import retrieve
@@ -250,7 +255,7 @@ class ClickResult:
         g = self.engine.get_gallery(gallery)
         return retrieve(g, self.embedding, k=k, scale=self._gallery_scale(g), target=target)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         """A JSON-able summary (for sidecars, exports and logs)."""
         from sat2sound_core.export import _jsonable
 
@@ -263,8 +268,8 @@ class ClickResult:
             "metadata": _jsonable(self.metadata),
             "crs": str(self.geometry.crs),
             "lonlat_bounds": list(self.geometry.lonlat_bounds),
-            "provider": str(getattr(getattr(self.chip, "provider", None), "name", getattr(self.chip, "provider", ""))),
-            "attribution": str(getattr(self.chip, "attribution", "")),
+            "provider": str(self.chip.provider),
+            "attribution": str(self.chip.attribution),
         }
 
 
@@ -282,12 +287,12 @@ class Engine:
 
     def __init__(
         self,
-        checkpoint: str = "bingmap_withmeta",
+        checkpoint: str | Path = "bingmap_withmeta",
         precision: str = "auto",
         device: str = "auto",
-        provider: Any = None,
-        gallery: Any = None,
-        model: Any = None,
+        provider: ProviderSpec = None,
+        gallery: GallerySpec = None,
+        model: Sat2Sound | None = None,
         cache_size: int = 16,
         progress: Callable[..., None] | None = None,
     ) -> None:
@@ -298,18 +303,18 @@ class Engine:
         self._gallery_spec = gallery
         self._model = model
         self._lock = threading.RLock()
-        self._results: OrderedDict[tuple[Any, ...], ClickResult] = OrderedDict()
-        self._texts: OrderedDict[str, Any] = OrderedDict()
+        self._results: OrderedDict[tuple[object, ...], ChipAnalysis] = OrderedDict()
+        self._texts: OrderedDict[str, Encoding] = OrderedDict()
         self._tokens: OrderedDict[str, tuple[list[str], np.ndarray]] = OrderedDict()
         self._cache_size = int(cache_size)
-        self._gallery: Any = None
-        self._other_galleries: dict[str, Any] = {}
+        self._gallery: Gallery | None = None
+        self._other_galleries: dict[str, Gallery] = {}
         self._progress = progress
         self.stats = {"encodes": 0, "cache_hits": 0, "text_encodes": 0}
 
     # ---- model --------------------------------------------------------------------------------
     @property
-    def model(self) -> Any:
+    def model(self) -> Sat2Sound:
         """The Sat2Sound model (loaded on first use)."""
         with self._lock:
             if self._model is None:
@@ -348,40 +353,28 @@ class Engine:
         return str(getattr(self.model, "precision", self.precision))
 
     # ---- imagery ------------------------------------------------------------------------------
-    def resolve_provider(self, provider: Any = None) -> Any:
+    def resolve_provider(self, provider: ProviderSpec = None) -> ProviderSpec:
         """The provider for a fetch: the argument, the engine's, ``SAT2SOUND_TILE_URL``, or None
-        (the geometry's default in ``tiles``)."""
+        (the imagery type's default)."""
         chosen = provider if provider is not None else self.provider
         if chosen is not None:
             return chosen
-        url = os.environ.get("SAT2SOUND_TILE_URL", "").strip()
-        if url:
-            import tiles
+        return imagery.custom_provider()
 
-            return tiles.XYZProvider(
-                url,
-                attribution=os.environ.get("SAT2SOUND_TILE_ATTRIBUTION", "custom tiles"),
-                max_zoom=int(os.environ.get("SAT2SOUND_TILE_MAX_ZOOM", "19")),
-                name="custom",
-            )
-        return None
-
-    def fetch_chip(self, lat: float, lon: float, provider: Any = None) -> Any:
-        """The training-size chip around the point for this checkpoint's imagery type."""
-        import tiles
-
-        geometry = GEOMETRY_FOR_SAT_TYPE[self.sat_type]
-        return tiles.fetch_chip(lat, lon, geometry, provider=self.resolve_provider(provider))
+    def fetch_chip(self, lat: float, lon: float, provider: ProviderSpec = None) -> Chip:
+        """The training-size chip around the point for this checkpoint's imagery type (the chip
+        geometries are named like the checkpoints' ``sat_type``)."""
+        return imagery.fetch_chip(lat, lon, self.sat_type, provider=self.resolve_provider(provider))
 
     # ---- analysis -----------------------------------------------------------------------------
-    def analyze(self, lat: float, lon: float, scale: int = 1, metadata: Any = None, provider: Any = None,
-                now: dt.datetime | None = None) -> ClickResult:
+    def analyze(self, lat: float, lon: float, scale: int = 1, metadata: MetadataSpec = None,
+                provider: ProviderSpec = None, now: dt.datetime | None = None) -> ChipAnalysis:
         """Fetch the chip around (lat, lon) and encode it at ``scale`` (cached; see module docstring)."""
         chip = self.fetch_chip(lat, lon, provider)
         return self.analyze_chip(chip, scale=scale, metadata=metadata, lat=lat, lon=lon, now=now)
 
-    def analyze_chip(self, chip: Any, scale: int = 1, metadata: Any = None, lat: float | None = None,
-                     lon: float | None = None, now: dt.datetime | None = None) -> ClickResult:
+    def analyze_chip(self, chip: Chip, scale: int = 1, metadata: MetadataSpec = None, lat: float | None = None,
+                     lon: float | None = None, now: dt.datetime | None = None) -> ChipAnalysis:
         """Encode an already fetched source chip (full training size) at ``scale``."""
         from sat2sound_core import image_to_tensor
 
@@ -401,23 +394,23 @@ class Engine:
                 self._results.move_to_end(key)
                 self.stats["cache_hits"] += 1
                 return hit
-        crop = chip.crop(scale) if hasattr(chip, "crop") else chip
+        crop = imagery.crop(chip, scale)
         tensor = image_to_tensor(np.asarray(chip.image), scale, self.sat_type)
         encoding = model.encode_image(tensor[None], scales=scale, metadata=meta, return_token_scores=True)
-        result = ClickResult(
+        analysis = ChipAnalysis(
             lat=float(lat), lon=float(lon), chip=crop, source_chip=chip, encoding=encoding, metadata=meta,
             scale=scale, checkpoint=self.checkpoint_name, precision=self.model_precision,
             geometry=grid_geometry(crop), engine=self,
         )
         with self._lock:
             self.stats["encodes"] += 1
-            self._results[key] = result
+            self._results[key] = analysis
             while len(self._results) > self._cache_size:
                 self._results.popitem(last=False)
-        return result
+        return analysis
 
     # ---- queries ------------------------------------------------------------------------------
-    def encode_text(self, text: str) -> Any:
+    def encode_text(self, text: str) -> Encoding:
         """Encoding of one caption (cached per text)."""
         with self._lock:
             if text in self._texts:
@@ -445,8 +438,10 @@ class Engine:
             if caption in self._tokens:
                 return self._tokens[caption]
         tokens = self.caption_tokens(caption)
-        enc = self.model.encode_text([caption], return_token_scores=True)
-        scores = np.asarray(enc.token_scores[0].float().cpu().numpy(), dtype=np.float32)
+        token_scores = self.model.encode_text([caption], return_token_scores=True).token_scores
+        if token_scores is None:
+            raise Sat2SoundError("the text encoder returned no token scores; word heatmaps need them")
+        scores = np.asarray(token_scores[0].float().cpu().numpy(), dtype=np.float32)
         if scores.shape[0] < len(tokens):
             raise Sat2SoundError(f"text encoder returned {scores.shape[0]} token rows for {len(tokens)} tokens")
         scores = scores[: len(tokens)]
@@ -456,8 +451,8 @@ class Engine:
                 self._tokens.popitem(last=False)
         return tokens, scores
 
-    def encode_audio(self, waveform: Any, sample_rate: int, start_seconds: float = 0.0,
-                     whole_recording: bool = False) -> Any:
+    def encode_audio(self, waveform: Waveform, sample_rate: int, start_seconds: float = 0.0,
+                     whole_recording: bool = False) -> Encoding:
         """Encoding of an audio clip (``waveform`` (T,) or (C, T) floats): its 10-s window from
         ``start_seconds``, or with ``whole_recording`` the mean of its 10-s windows' normalised
         embeddings (:meth:`Sat2Sound.encode_recording`; back to back, the last one aligned to the end,
@@ -480,36 +475,37 @@ class Engine:
         return self.model.encode_audio(torch.as_tensor(mel)[None])
 
     # ---- audio and text as queries --------------------------------------------------------------
-    def query_embedding(self, text: str | None = None, waveform: Any = None, sample_rate: int | None = None,
+    def query_embedding(self, text: str | None = None, waveform: Waveform | None = None,
+                        sample_rate: int | None = None,
                         start_seconds: float = 0.0, whole_recording: bool = False) -> np.ndarray:
         """L2-normalised embedding of a text, an audio clip, or both composed (l2n(l2n(a) + l2n(c)))."""
         from sat2sound_core.retrieval import compose, l2n
 
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise InputError("the text query is empty")
-        has_audio = waveform is not None
-        if has_audio and sample_rate is None:
-            raise InputError("give the audio clip's sample rate")
-        if not has_audio and text is None:
+        if waveform is None and text is None:
             raise InputError("give a text, an audio clip, or both")
-        a = (self.encode_audio(waveform, int(sample_rate), start_seconds,  # type: ignore[arg-type]
-                               whole_recording=whole_recording).embedding[0] if has_audio else None)
+        a = None
+        if waveform is not None:
+            if sample_rate is None:
+                raise InputError("give the audio clip's sample rate")
+            a = self.encode_audio(waveform, int(sample_rate), start_seconds, whole_recording=whole_recording).embedding[0]
         c = self.encode_text(text).embedding[0] if text is not None else None
         if a is not None and c is not None:
             return compose(a, c).reshape(-1)
         return l2n(a if a is not None else c).reshape(-1)
 
-    def search(self, text: str | None = None, waveform: Any = None, sample_rate: int | None = None,
-               k: int = 10, scale: int = 1, target: str = "text", gallery: Any = None,
-               whole_recording: bool = False) -> list[Any]:
+    def search(self, text: str | None = None, waveform: Waveform | None = None, sample_rate: int | None = None,
+               k: int = 10, scale: int = 1, target: str = "text", gallery: GallerySpec = None,
+               whole_recording: bool = False) -> list[Hit]:
         """Gallery rows for a text and/or audio query (audio → caption, audio → audio, composed …)."""
         from sat2sound_core.retrieval import retrieve
 
         q = self.query_embedding(text, waveform, sample_rate, whole_recording=whole_recording)
         return retrieve(self.get_gallery(gallery), q, k=k, scale=scale, target=target)
 
-    def rank_places(self, results: Sequence[ClickResult], text: str | None = None, waveform: Any = None,
-                    sample_rate: int | None = None, whole_recording: bool = False) -> list[tuple[ClickResult, float]]:
+    def rank_places(self, results: Sequence[ChipAnalysis], text: str | None = None, waveform: Waveform | None = None,
+                    sample_rate: int | None = None, whole_recording: bool = False) -> list[tuple[ChipAnalysis, float]]:
         """Audio/text → image: analysed places ordered by cosine between their image embedding and the
         query (best first)."""
         from sat2sound_core.retrieval import rank_embeddings
@@ -521,19 +517,20 @@ class Engine:
         return [(results[int(i)], float(s)) for i, s in zip(order, scores, strict=True)]
 
     # ---- gallery ------------------------------------------------------------------------------
-    def get_gallery(self, gallery: Any = None) -> Any:
+    def get_gallery(self, gallery: GallerySpec = None) -> Gallery:
         """The gallery to retrieve from, with embeddings for this checkpoint (recomputed + cached when
         the file's embeddings come from another checkpoint)."""
         from sat2sound_core.gallery import resolve_gallery
 
         if gallery is not None:
-            key = gallery if not isinstance(gallery, str | os.PathLike) else os.path.abspath(os.fspath(gallery))
+            # galleries named by a path are kept per absolute path; Gallery objects are used as given
+            key = os.path.abspath(os.fspath(gallery)) if isinstance(gallery, str | os.PathLike) else None
             with self._lock:
-                cached = self._other_galleries.get(key) if isinstance(key, str) else None
+                cached = self._other_galleries.get(key) if key is not None else None
             if cached is not None:
                 return cached
             g = resolve_gallery(gallery).for_checkpoint(self.model, self.checkpoint_name)
-            if isinstance(key, str):
+            if key is not None:
                 with self._lock:
                     self._other_galleries[key] = g
             return g
@@ -543,14 +540,14 @@ class Engine:
                 self._gallery = g.for_checkpoint(self.model, self.checkpoint_name, progress=self._progress)
             return self._gallery
 
-    def _gallery_or_none(self, gallery: Any) -> Any:
+    def _gallery_or_none(self, gallery: GallerySpec) -> Gallery | None:
         try:
             return self.get_gallery(gallery)
         except Sat2SoundError as exc:
             log.warning("no gallery for concept examples: %s", exc)
             return None
 
-    def gallery_audio(self, hit: Any, gallery: Any = None) -> tuple[np.ndarray, int] | None:
+    def gallery_audio(self, hit: Hit, gallery: GallerySpec = None) -> tuple[np.ndarray, int] | None:
         """Playable audio of a retrieved hit: the gallery's pre-synthesised clip at the hit's scale,
         else the raw recording; None when the row has none."""
         g = self.get_gallery(gallery)
@@ -569,10 +566,6 @@ class Engine:
             self._tokens.clear()
 
 
-def _chip_center(chip: Any) -> tuple[float, float]:
-    bounds = getattr(chip, "lonlat_bounds", None)
-    if bounds is None:
-        geo = grid_geometry(chip)
-        bounds = geo.lonlat_bounds
-    west, south, east, north = bounds
+def _chip_center(chip: Chip) -> tuple[float, float]:
+    west, south, east, north = chip.lonlat_bounds
     return (south + north) / 2.0, (west + east) / 2.0

@@ -76,6 +76,47 @@ def get_config(env: dict[str, str] | None = None) -> TilesConfig:
     )
 
 
+DEFAULT_CUSTOM_ATTRIBUTION = "Custom imagery (set SAT2SOUND_TILE_ATTRIBUTION to credit its source)"
+DEFAULT_CUSTOM_MAX_ZOOM = 19
+
+
+@dataclass(frozen=True)
+class CustomTiles:
+    """A user's own XYZ imagery source: ``SAT2SOUND_TILE_URL`` (a template with ``{z}``, ``{x}``, ``{y}``),
+    ``SAT2SOUND_TILE_ATTRIBUTION`` (shown with its pixels) and ``SAT2SOUND_TILE_MAX_ZOOM`` (default 19)."""
+
+    url_template: str
+    attribution: str = DEFAULT_CUSTOM_ATTRIBUTION
+    max_zoom: int = DEFAULT_CUSTOM_MAX_ZOOM
+
+
+def custom_tiles(env: dict[str, str] | None = None) -> CustomTiles | None:
+    """The custom XYZ source configured in ``env`` (default ``os.environ``), or None when
+    ``SAT2SOUND_TILE_URL`` is unset; a template without ``{z}``/``{x}``/``{y}`` or a max zoom that is not
+    a whole number from 0 to 30 raises :class:`TilesConfigError`."""
+    env = dict(os.environ if env is None else env)
+    url = env.get(PREFIX + "TILE_URL", "").strip()
+    if not url:
+        return None
+    if not all(k in url for k in ("{z}", "{x}", "{y}")):
+        raise TilesConfigError(
+            f"{PREFIX}TILE_URL={url!r} is not an XYZ template; it needs {{z}}, {{x}} and {{y}}, "
+            "e.g. http://127.0.0.1:8000/{z}/{x}/{y}.png"
+        )
+    attribution = env.get(PREFIX + "TILE_ATTRIBUTION", "").strip() or DEFAULT_CUSTOM_ATTRIBUTION
+    raw_zoom = env.get(PREFIX + "TILE_MAX_ZOOM", "").strip()
+    try:
+        max_zoom = int(raw_zoom) if raw_zoom else DEFAULT_CUSTOM_MAX_ZOOM
+    except ValueError:
+        max_zoom = -1
+    if not 0 <= max_zoom <= 30:
+        raise TilesConfigError(
+            f"{PREFIX}TILE_MAX_ZOOM={raw_zoom!r} is not a zoom level; set a whole number from 0 to 30, "
+            f"e.g. {PREFIX}TILE_MAX_ZOOM={DEFAULT_CUSTOM_MAX_ZOOM}."
+        )
+    return CustomTiles(url, attribution, max_zoom)
+
+
 def env_key(name: str) -> str | None:
     """The API key in environment variable ``name`` (stripped), or None. Never log the result."""
     value = os.environ.get(name, "").strip()

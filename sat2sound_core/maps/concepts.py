@@ -1,4 +1,4 @@
-"""Concept maps: each patch's most activated codebook concepts, grouped (paper §12, Figure 6).
+"""Concept maps: each patch's most activated codebook concepts, grouped (the paper's Figure 6).
 
 A codebook row ("concept") is a direction shared by images, captions and sounds. For one chip,
 :func:`concept_map` takes the 196 patch scores ``s_p[c]`` (raw token·codebook products), keeps each
@@ -10,12 +10,20 @@ the gallery captions that activate a concept most: a caption embedding is ``e = 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
 from sat2sound_core.common.errors import InputError
-from sat2sound_core.maps.heatmaps import GRID, N_PATCHES, GridGeometry, Heatmap, make_heatmap
+from sat2sound_core.maps.heatmaps import GRID, N_PATCHES, Array, GridGeometry, Heatmap, make_heatmap
+
+if TYPE_CHECKING:
+    import torch
+
+    from sat2sound_core.gallery import Gallery
+
+#: the codebook rows (K, D): the model's ``fdt.space_dict`` or an array of it
+Codebook: TypeAlias = "torch.Tensor | np.ndarray"
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class ConceptMap:
     image_weights_top: tuple[tuple[int, float], ...] = ()
     _gallery_examples: dict[int, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _patch_scores: np.ndarray | None = field(default=None, repr=False)
-    _source: tuple[Any, Any, int, int] | None = field(default=None, repr=False)
+    _source: tuple[Gallery, Codebook, int, int] | None = field(default=None, repr=False)
 
     @property
     def labels(self) -> np.ndarray:
@@ -68,7 +76,7 @@ class ConceptMap:
         """The raw score map of one concept (where on the chip it is active)."""
         if self._patch_scores is None:
             raise InputError("this concept map was built without patch scores")
-        return make_heatmap(self._patch_scores[:, code], self.geometry, f"concept {code}", "concept", code=code)
+        return concept_heatmap(self._patch_scores, self.geometry, code)
 
     def examples(self, code: int) -> tuple[str, ...]:
         """Gallery captions that carry concept ``code`` most (computed on first request for codes that
@@ -80,15 +88,23 @@ class ConceptMap:
         return self._gallery_examples.get(code, ())
 
 
+def concept_heatmap(patch_scores: np.ndarray, geometry: GridGeometry, code: int) -> Heatmap:
+    """The raw score map ``s_p[code]`` of one concept over the (196, K) patch scores."""
+    code = int(code)
+    if not 0 <= code < patch_scores.shape[1]:
+        raise InputError(f"concept {code} does not exist; codes run from 0 to {patch_scores.shape[1] - 1}")
+    return make_heatmap(patch_scores[:, code], geometry, f"concept {code}", "concept", code=code)
+
+
 def concept_map(
     patch_scores: np.ndarray,
     geometry: GridGeometry,
     top_k: int = 5,
-    gallery: Any = None,
-    codebook: Any = None,
+    gallery: Gallery | None = None,
+    codebook: Codebook | None = None,
     scale: int = 1,
     n_examples: int = 3,
-    image_weights: Any = None,
+    image_weights: Array | None = None,
 ) -> ConceptMap:
     """Build a :class:`ConceptMap` from (196, K) patch scores.
 
@@ -112,9 +128,9 @@ def concept_map(
     examples: dict[int, tuple[str, ...]] = {}
     uniq, counts = np.unique(top1, return_counts=True)
     ordered = [int(c) for c in uniq[np.lexsort((uniq, -counts))]]
-    with_gallery = gallery is not None and codebook is not None and n_examples > 0
-    if with_gallery:
-        examples = concept_examples_batch(gallery, codebook, ordered, scale, n_examples)
+    source = (gallery, codebook, scale, n_examples) if gallery is not None and codebook is not None else None
+    if source is not None and n_examples > 0:
+        examples = concept_examples_batch(source[0], source[1], ordered, scale, n_examples)
     for code in ordered:
         members = np.flatnonzero(top1 == code)
         cells = tuple((int(p // GRID), int(p % GRID)) for p in members)
@@ -138,13 +154,13 @@ def concept_map(
         image_weights_top=iw,
         _gallery_examples=examples,
         _patch_scores=scores,
-        _source=(gallery, codebook, scale, n_examples) if with_gallery else None,
+        _source=source if n_examples > 0 else None,
     )
     return cmap
 
 
 def concept_examples_batch(
-    gallery: Any, codebook: Any, codes: list[int], scale: int = 1, n: int = 3
+    gallery: Gallery, codebook: Codebook, codes: list[int], scale: int = 1, n: int = 3
 ) -> dict[int, tuple[str, ...]]:
     """For each code, the n gallery captions (at ``scale``) whose normalised embedding projects most
     onto that codebook row; one (N, D) × (D, len(codes)) product for all codes."""
@@ -152,7 +168,7 @@ def concept_examples_batch(
 
     if not codes:
         return {}
-    cb = codebook.float().cpu().numpy() if hasattr(codebook, "float") else np.asarray(codebook)
+    cb = codebook if isinstance(codebook, np.ndarray) else codebook.float().cpu().numpy()
     rows = np.asarray(cb[np.asarray(codes)], dtype=np.float32)  # (M, D)
     name = f"text_embedding_zl{scale}"
     mat = gallery.embeddings(name)
@@ -165,8 +181,3 @@ def concept_examples_batch(
         idx, _ = top_k(proj[:, j], n)
         out[int(code)] = tuple(gallery.caption(int(i), scale) for i in idx)
     return out
-
-
-def concept_examples(gallery: Any, codebook: Any, code: int, scale: int = 1, n: int = 3) -> tuple[str, ...]:
-    """The n gallery captions (at ``scale``) that carry concept ``code`` most."""
-    return concept_examples_batch(gallery, codebook, [code], scale, n)[int(code)]

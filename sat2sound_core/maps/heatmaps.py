@@ -4,17 +4,21 @@ A :class:`Heatmap` is a float32 (14, 14) array (row 0 = the chip's top/north edg
 affine transform and bounds of that grid, so it can be drawn on a map (:mod:`sat2sound_core.maps.render`)
 or written as a GeoTIFF (:mod:`sat2sound_core.export`) without guessing where it lies.
 
-Two families of maps are computed from the image's per-patch codebook scores ``s_p[c]`` (the raw
-token·codebook dot products of the 196 image tokens, metadata tokens dropped):
+Two families of maps are computed from the image's per-patch codebook scores ``s_p[c]``
+(:func:`patch_scores`: the raw token·codebook dot products of the 196 image tokens, metadata tokens
+dropped):
 
-* :func:`word_heatmap`: the official demo definition. For each chosen word, the first caption token
-  that matches it is found, that token's strongest code ``c*`` (argmax over its text token scores) is
-  taken, and the map is ``s_p[c*]``; several words are averaged.
-* :func:`query_heatmap`: one definition for every whole query (text, audio clip, composed
-  audio+caption): relevance of patch p is ``r_p = Σ_c w[c] · s_p[c]``, where ``w`` are the query's
-  sparse codebook weights (the weights with ``embedding = w · C``). Because ``s_p = q_p · Cᵀ`` this
-  equals ``q_p · e_query``: the patch's query vector against the query embedding. See
-  ``docs/heatmaps.md`` for the reasoning.
+* :func:`word_heatmap_values`: the official demo definition. For each chosen word, the first caption
+  token that matches it (:func:`match_word`) is found, that token's strongest code ``c*`` (argmax over
+  its text token scores) is taken, and the map is ``s_p[c*]``; several words are averaged.
+* :func:`query_relevance`: one definition for every whole query (text, audio clip, composed
+  audio+caption, whose weights :func:`composed_weights` gives): relevance of patch p is
+  ``r_p = Σ_c w[c] · s_p[c]``, where ``w`` are the query's sparse codebook weights (the weights with
+  ``embedding = w · C``). Because ``s_p = q_p · Cᵀ`` this equals ``q_p · e_query``: the patch's query
+  vector against the query embedding. See ``docs/heatmaps.md`` for the reasoning.
+
+The kinds of heatmap (which inputs, which of these functions) are registered in
+:mod:`sat2sound_core.maps.kinds`.
 """
 
 from __future__ import annotations
@@ -22,18 +26,36 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import numpy as np
 from affine import Affine
 
 from sat2sound_core.common.errors import InputError
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import torch
+    from rasterio.crs import CRS
+
 GRID = 14
 N_PATCHES = GRID * GRID
 
-# the kinds of heatmap this module produces (also used as a GeoTIFF band tag)
-KINDS = ("word", "text", "audio", "composed", "concept")
+#: arrays the math accepts: numpy arrays (or lists) and torch tensors (bf16/fp16 are read as float32)
+Array: TypeAlias = "npt.ArrayLike | torch.Tensor"
+
+
+class GeoreferencedImage(Protocol):
+    """What the patch grid needs of a chip (``tiles.Chip`` is one): pixels, CRS and affine transform."""
+
+    @property
+    def image(self) -> np.ndarray: ...
+
+    @property
+    def crs(self) -> CRS: ...
+
+    @property
+    def transform(self) -> Affine: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,11 +71,11 @@ class Heatmap:
     values: np.ndarray
     query: str
     kind: str
-    crs: Any
+    crs: CRS
     transform: Affine
     bounds: tuple[float, float, float, float]
     lonlat_bounds: tuple[float, float, float, float]
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         values = np.asarray(self.values, dtype=np.float32)
@@ -71,15 +93,26 @@ class Heatmap:
         west, south, east, north = self.lonlat_bounds
         return [[south, west], [north, east]]
 
-    def to_rgba(self, size: int = 256, cmap: str = "soundscape", **kwargs: Any) -> np.ndarray:
+    def to_rgba(
+        self,
+        size: int | tuple[int, int] = 256,
+        cmap: str = "soundscape",
+        vmin: float | None = None,
+        vmax: float | None = None,
+        opacity: float = 0.7,
+        smooth: bool = True,
+        mercator: bool = True,
+        alpha_ramp: float = 0.0,
+    ) -> np.ndarray:
         """Colour-mapped RGBA image (size, size, 4) uint8, rows linear in web-mercator.
 
-        Ready for ``folium.raster_layers.ImageOverlay(image, bounds=self.overlay_bounds)``; see
-        :func:`sat2sound_core.maps.render.heatmap_rgba` for the options (vmin, vmax, opacity, smooth).
+        Ready for ``folium.raster_layers.ImageOverlay(image, bounds=self.overlay_bounds)``; the options
+        are those of :func:`sat2sound_core.maps.render.heatmap_rgba`.
         """
         from sat2sound_core.maps.render import heatmap_rgba
 
-        return heatmap_rgba(self, size=size, cmap=cmap, **kwargs)
+        return heatmap_rgba(self, size=size, cmap=cmap, vmin=vmin, vmax=vmax, opacity=opacity, smooth=smooth,
+                            mercator=mercator, alpha_ramp=alpha_ramp)
 
     def cell_center(self, row: int, col: int) -> tuple[float, float]:
         """Centre of one patch cell in ``crs`` coordinates (x, y)."""
@@ -99,13 +132,13 @@ class Heatmap:
 class GridGeometry:
     """CRS, transform and bounds of the patch grid laid over one chip image."""
 
-    crs: Any
+    crs: CRS
     transform: Affine
     bounds: tuple[float, float, float, float]
     lonlat_bounds: tuple[float, float, float, float]
 
 
-def grid_geometry(chip: Any, n: int = GRID) -> GridGeometry:
+def grid_geometry(chip: GeoreferencedImage, n: int = GRID) -> GridGeometry:
     """The geometry of an n×n patch grid over ``chip`` (anything with ``image``, ``crs``, ``transform``).
 
     Derived from the chip's transform and pixel size alone (the grid splits the chip image into
@@ -117,40 +150,40 @@ def grid_geometry(chip: Any, n: int = GRID) -> GridGeometry:
     transform = chip.transform @ Affine.scale(width / n, height / n)
     x0, y0 = chip.transform @ (0, 0)
     x1, y1 = chip.transform @ (width, height)
-    bounds = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    bounds = _box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
     chip_lonlat = getattr(chip, "lonlat_bounds", None)
     if chip_lonlat is not None:  # tiles.Chip knows its lon/lat box (also across the antimeridian)
-        lonlat = tuple(float(v) for v in chip_lonlat)
+        lonlat = _box(*chip_lonlat)
     elif _is_lonlat(chip.crs):
         lonlat = bounds
     else:
-        lonlat = tuple(float(v) for v in transform_bounds(chip.crs, "EPSG:4326", *bounds, densify_pts=21))
-    return GridGeometry(
-        chip.crs,
-        transform,
-        tuple(float(v) for v in bounds),  # type: ignore[arg-type]
-        lonlat,  # type: ignore[arg-type]
-    )
+        lonlat = _box(*transform_bounds(chip.crs, "EPSG:4326", *bounds, densify_pts=21))
+    return GridGeometry(chip.crs, transform, bounds, lonlat)
 
 
-def _is_lonlat(crs: Any) -> bool:
+def _box(a: float, b: float, c: float, d: float) -> tuple[float, float, float, float]:
+    return (float(a), float(b), float(c), float(d))
+
+
+def _is_lonlat(crs: CRS) -> bool:
     from rasterio.crs import CRS
 
     try:
-        return CRS.from_user_input(crs).to_epsg() == 4326
+        return bool(CRS.from_user_input(crs).to_epsg() == 4326)
     except Exception:  # pragma: no cover - exotic CRS objects
         return False
 
 
 def make_heatmap(
-    values: np.ndarray, geometry: GridGeometry, query: str, kind: str, **details: Any
+    values: Array, geometry: GridGeometry, query: str, kind: str, **details: object
 ) -> Heatmap:
-    """Wrap a (196,) or (14, 14) array as a :class:`Heatmap` on ``geometry``."""
-    arr = np.asarray(values, dtype=np.float32)
+    """Wrap a (196,) or (14, 14) array as a :class:`Heatmap` of a registered ``kind`` on ``geometry``."""
+    from sat2sound_core.maps.kinds import get_kind
+
+    arr = _to_numpy(values).astype(np.float32, copy=False)
     if arr.shape == (N_PATCHES,):
         arr = arr.reshape(GRID, GRID)
-    if kind not in KINDS:
-        raise InputError(f"unknown heatmap kind {kind!r}; use one of {', '.join(KINDS)}")
+    get_kind(kind)  # an unknown kind raises, listing the registered ones
     return Heatmap(
         values=arr,
         query=query,
@@ -167,11 +200,11 @@ def make_heatmap(
 # math
 
 
-def patch_scores(token_scores: Any) -> np.ndarray:
+def patch_scores(token_scores: Array) -> np.ndarray:
     """The (196, K) float32 image-patch scores from an image ``Encoding.token_scores``.
 
-    Accepts (1, N, K) or (N, K) with N ≥ 196; metadata tokens (appended after the 196 image tokens,
-    MODEL.md §7) are dropped, as the official demo does.
+    Accepts (1, N, K) or (N, K) with N ≥ 196; the metadata tokens (which the model appends after the
+    196 image tokens) are dropped, as the official demo does.
     """
     arr = _to_numpy(token_scores)
     if arr.ndim == 3:
@@ -183,7 +216,7 @@ def patch_scores(token_scores: Any) -> np.ndarray:
     return np.ascontiguousarray(arr[:N_PATCHES], dtype=np.float32)
 
 
-def query_relevance(scores: np.ndarray, weights: Any) -> np.ndarray:
+def query_relevance(scores: np.ndarray, weights: Array) -> np.ndarray:
     """Patch relevance ``r_p = Σ_c w[c] · s_p[c]`` for codebook weights ``w`` (K,) → (P,) float32.
 
     Only the non-zero weights are visited (sparsemax weights touch ~20% of the codes at most), so
@@ -201,9 +234,10 @@ def query_relevance(scores: np.ndarray, weights: Any) -> np.ndarray:
 
 
 def composed_weights(
-    audio_weights: Any, audio_embedding: Any, text_weights: Any, text_embedding: Any
+    audio_weights: Array, audio_embedding: Array, text_weights: Array, text_embedding: Array
 ) -> np.ndarray:
-    """Codebook weights of the composed query ``l2n(l2n(a) + l2n(c))`` (MODEL.md §9), summing to 1.
+    """Codebook weights of the composed query ``l2n(l2n(a) + l2n(c))`` (the composition retrieval uses
+    for an audio clip plus a caption), summing to 1.
 
     Since ``a = w_a·C`` and ``c = w_c·C``, ``l2n(a) + l2n(c) = (w_a/|a| + w_c/|c|)·C``; the weights are
     rescaled to sum to 1 so composed maps sit on the same scale as single-query maps.
@@ -215,7 +249,7 @@ def composed_weights(
     if na == 0 or nc == 0:
         raise InputError("cannot compose a query from a zero embedding")
     w = wa / na + wc / nc
-    return (w / w.sum()).astype(np.float32)
+    return np.asarray(w / w.sum(), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -256,7 +290,7 @@ def match_word(word: str, tokens: Sequence[str]) -> int:
 
 
 def word_heatmap_values(
-    scores: np.ndarray, text_token_scores: Any, tokens: Sequence[str], words: Sequence[str]
+    scores: np.ndarray, text_token_scores: Array, tokens: Sequence[str], words: str | Sequence[str]
 ) -> tuple[np.ndarray, list[WordMatch]]:
     """Official demo word map: per word, its token's argmax code ``c*``; map = mean over words of s_p[c*].
 
@@ -283,7 +317,7 @@ def word_heatmap_values(
     return (acc / len(words)).astype(np.float32), matches
 
 
-def top_codes(weights: Any, n: int = 10) -> list[tuple[int, float]]:
+def top_codes(weights: Array, n: int = 10) -> list[tuple[int, float]]:
     """The n largest codebook weights of a query as (code, weight), largest first."""
     w = _to_numpy(weights).reshape(-1)
     n = min(n, w.shape[0])
@@ -292,10 +326,11 @@ def top_codes(weights: Any, n: int = 10) -> list[tuple[int, float]]:
     return [(int(i), float(w[i])) for i in idx if w[i] > 0]
 
 
-def _to_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach()
-        if hasattr(x, "float") and str(getattr(x, "dtype", "")) in ("torch.bfloat16", "torch.float16"):
-            x = x.float()
-        return np.asarray(x.cpu().numpy())
+def _to_numpy(x: Array) -> np.ndarray:
+    detach = getattr(x, "detach", None)
+    if detach is not None:  # a torch tensor (torch is not imported for numpy inputs)
+        t = detach()
+        if str(t.dtype) in ("torch.bfloat16", "torch.float16"):
+            t = t.float()
+        return np.asarray(t.cpu().numpy())
     return np.asarray(x)

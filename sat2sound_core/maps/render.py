@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sat2sound_core.common.errors import InputError
+
+if TYPE_CHECKING:
+    from sat2sound_core.maps.heatmaps import Heatmap
 
 # Colour maps as a few anchor colours (position, r, g, b), interpolated linearly. Hand-picked,
 # monotonic in lightness so low and high values read correctly in greyscale too.
@@ -71,14 +74,14 @@ def upsample(values: np.ndarray, height: int, width: int, smooth: bool = True) -
 
 def _merc_y(lat: np.ndarray | float) -> np.ndarray:
     lat = np.clip(np.asarray(lat, dtype=np.float64), -85.05112878, 85.05112878)
-    return np.log(np.tan(np.pi / 4 + np.radians(lat) / 2))
+    return np.asarray(np.log(np.tan(np.pi / 4 + np.radians(lat) / 2)), dtype=np.float64)
 
 
 def _merc_lat(y: np.ndarray) -> np.ndarray:
-    return np.degrees(2 * np.arctan(np.exp(y)) - np.pi / 2)
+    return np.asarray(np.degrees(2 * np.arctan(np.exp(y)) - np.pi / 2), dtype=np.float64)
 
 
-def to_mercator_grid(heatmap: Any, height: int, width: int, smooth: bool = True) -> np.ndarray:
+def to_mercator_grid(heatmap: Heatmap, height: int, width: int, smooth: bool = True) -> np.ndarray:
     """The heatmap sampled on a (height, width) grid linear in web-mercator over its lon/lat bounds.
 
     EPSG:3857 grids are upsampled directly. Other CRSs: each output pixel centre is mapped to the
@@ -112,7 +115,7 @@ def _sample(values: np.ndarray, fr: np.ndarray, fc: np.ndarray, smooth: bool) ->
     if not smooth:
         r = np.clip(np.floor(fr).astype(int), 0, h - 1)
         c = np.clip(np.floor(fc).astype(int), 0, w - 1)
-        return values[r, c].astype(np.float32)
+        return np.asarray(values[r, c], dtype=np.float32)
     # bilinear between cell centres, edge-clamped (same convention as align_corners=False)
     r = np.clip(fr - 0.5, 0, h - 1)
     c = np.clip(fc - 0.5, 0, w - 1)
@@ -124,7 +127,7 @@ def _sample(values: np.ndarray, fr: np.ndarray, fc: np.ndarray, smooth: bool) ->
     v = values.astype(np.float64)
     top = v[r0, c0] * (1 - dc) + v[r0, c1] * dc
     bot = v[r1, c0] * (1 - dc) + v[r1, c1] * dc
-    return (top * (1 - dr) + bot * dr).astype(np.float32)
+    return np.asarray(top * (1 - dr) + bot * dr, dtype=np.float32)
 
 
 def colorize(
@@ -145,7 +148,7 @@ def colorize(
 
 
 def heatmap_rgba(
-    heatmap: Any,
+    heatmap: Heatmap,
     size: int | tuple[int, int] = 256,
     cmap: str = "soundscape",
     vmin: float | None = None,
@@ -216,7 +219,7 @@ def blend(base_rgb: np.ndarray, overlay_rgba: np.ndarray) -> np.ndarray:
     """Alpha-blend an RGBA overlay onto an RGB image of the same size (for previews)."""
     a = overlay_rgba[..., 3:4].astype(np.float32) / 255.0
     out = base_rgb[..., :3].astype(np.float32) * (1 - a) + overlay_rgba[..., :3].astype(np.float32) * a
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(np.rint(out), 0, 255), dtype=np.uint8)
 
 
 def _fmt(v: float) -> str:

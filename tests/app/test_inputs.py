@@ -61,12 +61,10 @@ def test_audio_upload_limits() -> None:
         inputs.check_audio_upload("a.flac", 2_000_000, max_bytes=1_000_000)
 
 
-def test_words_and_unknown_values() -> None:
+def test_words() -> None:
     assert inputs.parse_words(" birds, running water ,,") == ["birds", "running water"]
     with pytest.raises(InputError):
         inputs.parse_words(" , ")
-    assert inputs.optional_int("unknown") is None and inputs.optional_int("7") == 7
-    assert inputs.optional_str(inputs.UNKNOWN) is None and inputs.optional_str("qwen") == "qwen"
 
 
 def test_metadata_overrides_auto_unknown_and_values() -> None:

@@ -217,3 +217,21 @@ def test_concept_heatmap_after_the_concept_explorer(app_env: dict[str, str]) -> 
     cmap = next(v for k, v in at.session_state["heatmaps"].items() if k[1] == "concept")
     assert cmap is explored  # computed once, shared
     assert f"concept {cmap.groups[0].code}" in _markdown(at)
+
+
+def test_a_registered_heatmap_kind_is_listed_and_gets_widgets_from_its_inputs(app_env: dict[str, str]) -> None:
+    """A kind added with one register call (the test kind of test_kinds.py) appears in the select box,
+    gets a widget per field of its inputs dataclass, and its map lands in the session and on the map."""
+    from tests.sat2sound_core.maps.test_kinds import code_kind
+
+    with code_kind():
+        at = _go(_app(), "45.0, 7.0")
+        assert "One codebook code" in at.selectbox(key="ctl_kind").options
+        at.selectbox(key="ctl_kind").set_value("code").run()
+        assert not at.exception and _errors(at) == []
+        at.number_input(key="q_code_code").set_value(7).run()
+        assert not at.exception and _errors(at) == []
+        heat = at.session_state["heatmaps"][(id(at.session_state["result"]), "code", 7)]
+        assert heat.kind == "code" and heat.query == "code 7" and heat.values.shape == (14, 14)
+        # text (the first map), code 0 (the field's default) and code 7: three GeoTIFF bands
+        assert "GeoTIFF (3 heatmap band(s))" in [b.label for b in at.get("download_button")]

@@ -223,3 +223,20 @@ def test_weights_list_and_offline_download(product_home, capsys) -> None:
     assert code == 0 and "bingmap_withmeta" in out and "sentinel_nometa" in out and "demo gallery" in out
     code, _, err = _run(capsys, "weights", "download", "bingmap_withmeta")
     assert code == 2 and err.startswith("error: ") and "offline" in err
+
+
+def test_a_registered_heatmap_kind_is_a_heatmap_flag(env, tmp_path: Path, capsys) -> None:
+    """One new HeatmapKind object (the test kind of test_kinds.py) gives `sat2sound heatmap --code C`."""
+    from tests.sat2sound_core.maps.test_kinds import code_kind
+
+    with code_kind():
+        code, out, err = _run(capsys, "heatmap", "--lat", str(LAT), "--lon", str(LON), "-c", env["ckpt"],
+                              "--code", "3", "--text", "birds", "--no-png", "--out", str(tmp_path / "k"))
+        assert code == 0, err
+        from sat2sound_core.engine import Engine
+
+        result = Engine(checkpoint=env["ckpt"], precision="fp32", device="cpu").analyze(LAT, LON)
+    with rasterio.open(tmp_path / "k.tif") as src:
+        assert src.descriptions == ("birds", "code 3")
+        assert src.tags(2)["kind"] == "code"
+        np.testing.assert_allclose(src.read(2).reshape(-1), result.patch_scores[:, 3], rtol=1e-5, atol=1e-5)

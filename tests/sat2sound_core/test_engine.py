@@ -345,3 +345,28 @@ def test_analyze_fetches_through_tiles_and_caches(model, product_home, monkeypat
         np.testing.assert_array_equal(r1.source_chip.image, direct.image)
         assert r1.chip.bounds == pytest.approx(direct.crop(1).bounds)
     tiles.clear_memory_cache()
+
+
+def test_analyze_returns_a_chip_analysis_and_imagery_errors_are_product_errors(model, product_home,
+                                                                               monkeypatch) -> None:
+    from sat2sound_core.common.errors import ConfigError, ImageryError, Sat2SoundError
+    from sat2sound_core.engine import ChipAnalysis
+    from tiles.errors import TilesError
+
+    assert isinstance(Engine(checkpoint="tiny", model=model).analyze_chip(make_chip(), now=NOW), ChipAnalysis)
+    eng = Engine(checkpoint="tiny", model=model, provider="nosuchprovider")
+    with pytest.raises(ImageryError, match="unknown imagery provider 'nosuchprovider'") as caught:
+        eng.analyze(45.0, 7.0, now=NOW)
+    assert isinstance(caught.value, Sat2SoundError) and isinstance(caught.value.__cause__, TilesError)
+    with pytest.raises(ImageryError, match="latitude"):
+        Engine(checkpoint="tiny", model=model).analyze(91.0, 7.0, now=NOW)
+    # SAT2SOUND_TILE_URL and its attribution / max zoom: parsed by tiles.config, validated
+    monkeypatch.setenv("SAT2SOUND_TILE_URL", "http://127.0.0.1:1/{z}/{x}/{y}.png")
+    monkeypatch.setenv("SAT2SOUND_TILE_MAX_ZOOM", "high")
+    with pytest.raises(ConfigError, match="SAT2SOUND_TILE_MAX_ZOOM='high'"):
+        Engine(checkpoint="tiny", model=model).resolve_provider()
+    monkeypatch.setenv("SAT2SOUND_TILE_MAX_ZOOM", "17")
+    monkeypatch.setenv("SAT2SOUND_TILE_ATTRIBUTION", "my tiles")
+    provider = Engine(checkpoint="tiny", model=model).resolve_provider()
+    assert (provider.name, provider.max_zoom, provider.attribution) == ("custom", 17, "my tiles")
+    assert eng.resolve_provider() == "nosuchprovider"  # an explicit provider wins over the template
