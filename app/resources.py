@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from sat2sound_core.common.progress import ProgressCallback
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -127,7 +129,7 @@ def get_engine(checkpoint: str, precision: str, device: str, gallery: str) -> Sh
 
 
 @st.cache_resource(show_spinner="Loading TangoFlux (once per process)…", max_entries=1)
-def get_synthesizer(source: str, device: str, precision: str, _progress: Callable[..., None] | None = None) -> Shared:
+def get_synthesizer(source: str, device: str, precision: str, _progress: ProgressCallback | None = None) -> Shared:
     """The TangoFlux synthesiser for ``source`` (HF repo id or local folder), built once per process.
 
     ``_progress`` (not part of the cache key) reports the download when the weights are fetched.

@@ -36,14 +36,14 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from sat2sound_core.common.errors import InputError, Sat2SoundError
-from sat2sound_core.common.progress import report
+from sat2sound_core.common.progress import ProgressCallback, report
 from sat2sound_core.maps.heatmaps import (
     GridGeometry,
     Heatmap,
@@ -289,7 +289,7 @@ class Engine:
         gallery: Any = None,
         model: Any = None,
         cache_size: int = 16,
-        progress: Callable[..., None] | None = None,
+        progress: ProgressCallback | None = None,
     ) -> None:
         self.checkpoint = str(checkpoint)
         self.precision = precision

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from sat2sound_core.common.errors import DownloadError, InputError
-from sat2sound_core.common.progress import report
+from sat2sound_core.common.progress import ProgressCallback, report
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ class Gallery:
         model: Any,
         checkpoint: str,
         cache_dir: Path | None = None,
-        progress: Callable[..., None] | None = None,
+        progress: ProgressCallback | None = None,
         batch_size: int = 32,
     ) -> Gallery:
         """This gallery with embeddings from ``model`` (named ``checkpoint``).
@@ -586,7 +586,7 @@ def build_gallery(
     out_path: str | os.PathLike[str],
     model: Any,
     checkpoint: str,
-    progress: Callable[..., None] | None = None,
+    progress: ProgressCallback | None = None,
     batch_size: int = 16,
 ) -> Path:
     """Build a gallery from a user CSV (see :func:`read_gallery_csv`) with ``model``'s text/audio path."""
@@ -641,7 +641,7 @@ def _resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
 # locating
 
 
-def official_gallery_path(progress: Callable[..., None] | None = None) -> Path:
+def official_gallery_path(progress: ProgressCallback | None = None) -> Path:
     """Local path of the official demo gallery, downloading it from the checkpoint repo when needed."""
     from sat2sound_core.common.settings import get_settings
 

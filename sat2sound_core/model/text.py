@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from sat2sound_core.common.errors import DownloadError, InputError, WeightsError
+from sat2sound_core.common.progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ def _tangoflux_file() -> tuple[Path, Path | None] | None:
     return None
 
 
-def locate_encoder_weights(download: bool = True, progress: Callable[..., None] | None = None) -> tuple[EncoderWeights, Path | None]:
+def locate_encoder_weights(download: bool = True, progress: ProgressCallback | None = None) -> tuple[EncoderWeights, Path | None]:
     """Find (or range-download) the encoder tensors; returns them and a T5 config file if one was found."""
     from sat2sound_core.common.settings import get_settings
 
@@ -227,7 +228,7 @@ def locate_encoder_weights(download: bool = True, progress: Callable[..., None] 
     return EncoderWeights(download_encoder(folder, progress=progress), "", "ours"), config_file
 
 
-def download_encoder(folder: Path, progress: Callable[..., None] | None = None, endpoint: str | None = None) -> Path:
+def download_encoder(folder: Path, progress: ProgressCallback | None = None, endpoint: str | None = None) -> Path:
     """Fetch only the encoder tensors of google/flan-t5-large's model.safetensors into ``folder``.
 
     Uses range requests (resumable) with the Hugging Face token when one is configured; also
@@ -338,7 +339,7 @@ def build_t5_encoder(config: Mapping[str, Any], weights: EncoderWeights) -> Any:
 
 
 def load_text_encoder(
-    device: str | torch.device = "cpu", progress: Callable[..., None] | None = None, download: bool = True
+    device: str | torch.device = "cpu", progress: ProgressCallback | None = None, download: bool = True
 ) -> TextEncoder:
     """The shared FLAN-T5 text encoder on ``device`` (float32), with its tokenizer.
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sat2sound_core.common.progress import CancelToken
+from sat2sound_core.common.progress import CancelToken, ProgressCallback
 from sat2sound_core.common.settings import switch_off
 from sat2sound_core.synthesis.components import HOP, SAMPLE_RATE
 
@@ -147,7 +147,7 @@ def flow_sample(
     steps: int,
     guidance: float,
     *,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     on_step: StepHook | None = None,
     cuda_graph: bool | None = None,

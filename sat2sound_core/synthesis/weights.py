@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from sat2sound_core.common.errors import DownloadError, WeightsError
+from sat2sound_core.common.progress import ProgressCallback
 from sat2sound_core.common.settings import get_settings
 from sat2sound_core.synthesis.components import (
     FLAN_T5_LARGE,
@@ -48,7 +49,6 @@ TOKENIZER_FILES: dict[str, int] = {
 }
 # The only key the checkpoint lacks: T5's input embedding, tied to (the stored) shared.weight.
 EXPECTED_MISSING = frozenset({"text_encoder.encoder.embed_tokens.weight"})
-Progress = Callable[[float, float, str], None]
 
 
 def human_size(n: int) -> str:
@@ -110,7 +110,7 @@ def _missing_message(repo: str, files: dict[str, int], reason: str) -> str:
     )
 
 
-def _progress_bar_class(progress: Progress | None, label: str) -> type:
+def _progress_bar_class(progress: ProgressCallback | None, label: str) -> type:
     """A tqdm class for huggingface_hub that forwards byte counts to our ``(done, total, message)`` callback."""
     from tqdm.auto import tqdm
 
@@ -136,7 +136,7 @@ def fetch_repo_files(
     files: dict[str, int],
     *,
     revision: str | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     required: Iterable[str] | None = None,
 ) -> tuple[Path, str]:
     """Download (or find in the cache) ``files`` of ``repo``; return (snapshot folder, commit).
@@ -196,7 +196,7 @@ def fetch_repo_files(
     return folder, folder.name  # HF snapshot folders are named by commit
 
 
-def resolve_weights(source: str, progress: Progress | None = None) -> WeightsLocation:
+def resolve_weights(source: str, progress: ProgressCallback | None = None) -> WeightsLocation:
     """Turn a source (repo id, ``hf-hub:…``, local folder) into a folder holding the official files."""
     path = Path(source).expanduser()
     if path.is_dir():

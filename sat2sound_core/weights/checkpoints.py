@@ -26,7 +26,7 @@ import struct
 import tempfile
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from sat2sound_core.common.errors import DownloadError, WeightsError
-from sat2sound_core.common.progress import report
+from sat2sound_core.common.progress import ProgressCallback, report
 from sat2sound_core.weights.registry import CHECKPOINTS, CheckpointInfo, ResolvedSource
 
 log = logging.getLogger(__name__)
@@ -374,7 +374,7 @@ def _size_text(n: int | None) -> str:
     return f"≈{n / 1e9:.2f} GB" if n and n >= 1e9 else (f"≈{n / 1e6:.0f} MB" if n else "size unknown")
 
 
-def _progress_tqdm(progress: Callable[..., None] | None, label: str) -> type | None:
+def _progress_tqdm(progress: ProgressCallback | None, label: str) -> type | None:
     if progress is None:
         return None
     from tqdm.auto import tqdm
@@ -402,7 +402,7 @@ def fetch(
     resolved: ResolvedSource,
     weights_dir: Path,
     offline: bool,
-    progress: Callable[..., None] | None = None,
+    progress: ProgressCallback | None = None,
     endpoint: str | None = None,
 ) -> Path:
     """The local file for ``resolved``: the local path, a copy in ``weights_dir`` or in a Hugging Face

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sat2sound_core.common.progress import ProgressCallback
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -121,7 +123,7 @@ def download_safetensors_subset(
     *,
     headers: dict[str, str] | None = None,
     metadata: dict[str, str] | None = None,
-    progress: Callable[..., None] | None = None,
+    progress: ProgressCallback | None = None,
     session: Any = None,
     timeout: float = 60.0,
     retries: int = 3,
@@ -214,7 +216,7 @@ def _read_json(path: Path) -> Any:
 
 def _fetch_from(
     session: Any, url: str, headers: dict[str, str], timeout: float, segments: list[_Segment], done: int,
-    partial: Path, total: int, progress: Callable[..., None] | None,
+    partial: Path, total: int, progress: ProgressCallback | None,
 ) -> None:
     from sat2sound_core.common.errors import DownloadError
 

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import torch
 
 from sat2sound_core.common.devices import resolve_device, resolve_precision
 from sat2sound_core.common.errors import WeightsError
-from sat2sound_core.common.progress import report
+from sat2sound_core.common.progress import ProgressCallback, report
 from sat2sound_core.model.config import ModelConfig
 from sat2sound_core.model.sat2sound import Sat2Sound
 from sat2sound_core.weights import checkpoints as ck
@@ -123,7 +123,7 @@ def load_model(
     device: str | torch.device = "cpu",
     precision: str = "fp32",
     *,
-    progress: Callable[..., None] | None = None,
+    progress: ProgressCallback | None = None,
     text_encoder: bool = True,
     use_cache: bool = True,
 ) -> Sat2Sound:
