@@ -13,10 +13,11 @@ not exist yet are created.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 #: ending of every temporary file written here (``.<name>.<random>.tmp`` beside the target)
@@ -80,6 +81,28 @@ def write_bytes(target: str | os.PathLike[str], data: bytes, mode: int = 0o666) 
 def write_text(target: str | os.PathLike[str], text: str, mode: int = 0o666) -> Path:
     """Write UTF-8 ``text`` to ``target`` atomically; returns ``target``."""
     return write_bytes(target, text.encode("utf-8"), mode)
+
+
+def sidecar_path(target: str | os.PathLike[str]) -> Path:
+    """The JSON sidecar that describes ``target``: same folder and stem, ``.json`` (``clip.wav`` → ``clip.json``)."""
+    return Path(target).with_suffix(".json")
+
+
+def sidecar_bytes(sidecar: Mapping[str, object]) -> bytes:
+    """A sidecar's content as written: UTF-8 JSON, indented, keys sorted (stable across runs)."""
+    return json.dumps(dict(sidecar), indent=2, sort_keys=True).encode()
+
+
+def write_with_sidecar(
+    target: str | os.PathLike[str], data: bytes, sidecar: Mapping[str, object], mode: int = 0o666
+) -> tuple[Path, Path]:
+    """Write ``data`` to ``target`` and ``sidecar`` (JSON) to :func:`sidecar_path`, each atomically.
+
+    The data file is written first, so a sidecar on disk always describes a complete file beside it.
+    Returns (target, sidecar path).
+    """
+    path = write_bytes(target, data, mode)
+    return path, write_bytes(sidecar_path(path), sidecar_bytes(sidecar), mode)
 
 
 def _sync_folder(folder: Path) -> None:
