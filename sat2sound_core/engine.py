@@ -44,6 +44,7 @@ import numpy as np
 
 from sat2sound_core.common.errors import InputError, Sat2SoundError
 from sat2sound_core.common.progress import ProgressCallback, report
+from sat2sound_core.common.settings import device_or_default, precision_or_default
 from sat2sound_core.maps.heatmaps import (
     GridGeometry,
     Heatmap,
@@ -283,8 +284,8 @@ class Engine:
     def __init__(
         self,
         checkpoint: str = "bingmap_withmeta",
-        precision: str = "auto",
-        device: str = "auto",
+        precision: str | None = None,
+        device: str | None = None,
         provider: Any = None,
         gallery: Any = None,
         model: Any = None,
@@ -292,8 +293,8 @@ class Engine:
         progress: ProgressCallback | None = None,
     ) -> None:
         self.checkpoint = str(checkpoint)
-        self.precision = precision
-        self.device = device
+        self.precision = precision_or_default(precision, "auto")  # None: SAT2SOUND_PRECISION when set
+        self.device = device_or_default(device, "auto")
         self.provider = provider
         self._gallery_spec = gallery
         self._model = model
