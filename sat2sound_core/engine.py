@@ -498,7 +498,9 @@ class Engine:
         c = self.encode_text(text).embedding[0] if text is not None else None
         if a is not None and c is not None:
             return compose(a, c).reshape(-1)
-        return l2n(a if a is not None else c).reshape(-1)
+        query = a if a is not None else c
+        assert query is not None  # checked above: a text, an audio clip or both
+        return l2n(query).reshape(-1)
 
     def search(self, text: str | None = None, waveform: Any = None, sample_rate: int | None = None,
                k: int = 10, scale: int = 1, target: str = "text", gallery: Any = None,

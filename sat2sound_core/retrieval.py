@@ -73,7 +73,8 @@ def l2n(x: Embedding) -> np.ndarray:
     norm = np.linalg.norm(arr, axis=-1, keepdims=True)
     if np.any(norm == 0) or not np.all(np.isfinite(norm)):
         raise InputError("cannot normalise a zero or non-finite embedding")
-    return arr / norm
+    out: np.ndarray = arr / norm
+    return out
 
 
 def compose(audio_embedding: Embedding, caption_embedding: Embedding) -> np.ndarray:

@@ -144,7 +144,8 @@ def check_not_blank(image: np.ndarray, provider: Provider) -> None:
     """Raise :class:`NoImageryError` when the chip is a single uniform colour (±2 levels per channel)."""
     def spread(a: np.ndarray) -> np.ndarray:
         flat = a.reshape(-1, 3)
-        return flat.max(axis=0).astype(int) - flat.min(axis=0).astype(int)
+        out: np.ndarray = flat.max(axis=0).astype(int) - flat.min(axis=0).astype(int)
+        return out
 
     if (spread(image[::16, ::16]) > 2).any():  # cheap answer for almost every real chip
         return

@@ -75,7 +75,10 @@ def atomic_write(target: str | os.PathLike[str], write: Callable[[Path], None], 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes, mode: int = 0o666) -> Path:
     """Write ``data`` to ``target`` atomically (see the module docstring); returns ``target``."""
-    return atomic_write(target, lambda tmp: tmp.write_bytes(data), mode)
+    def _write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    return atomic_write(target, _write, mode)
 
 
 def write_text(target: str | os.PathLike[str], text: str, mode: int = 0o666) -> Path:

@@ -43,7 +43,7 @@ class Audio:
     @property
     def duration(self) -> float:
         """Length in seconds."""
-        return self.samples.shape[1] / self.sample_rate
+        return int(self.samples.shape[1]) / self.sample_rate
 
     @property
     def peak(self) -> float:

@@ -258,7 +258,7 @@ class Synthesizer:
                 if trace is not None:
                     trace["steps"].append({k2: v.detach().float().cpu() for k2, v in values.items()})
 
-            def step_progress(done: int, total: int, message: str) -> None:
+            def step_progress(done: float, total: float, message: str) -> None:
                 if progress is not None:
                     progress(done, total + 1, message)
 
