@@ -108,7 +108,7 @@ def _stack(
 ) -> tuple[np.ndarray, list[str], Affine, CRS]:
     from sat2sound_core.maps.render import upsample
 
-    if isinstance(heatmaps, (str, bytes)) or not heatmaps and concept_map is None:
+    if not heatmaps and concept_map is None:
         raise InputError("nothing to export: give at least one heatmap or a concept map")
     first = heatmaps[0] if heatmaps else None
     if first is not None:
@@ -183,6 +183,8 @@ def geotiff_bytes(
     """
     from tiles.geotiff import write_raster
 
+    if isinstance(heatmaps, (str, bytes)):  # a query where a list of heatmaps belongs
+        raise InputError("nothing to export: give at least one heatmap or a concept map")
     heatmaps = list(heatmaps)
     data, names, transform, crs = _stack(heatmaps, concept_map, size)
     blob = write_raster(

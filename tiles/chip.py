@@ -19,7 +19,7 @@ from rasterio.crs import CRS
 from shapely.geometry import Polygon, box
 
 from tiles.errors import TilesInputError
-from tiles.geometry import GEOMETRIES
+from tiles.geometry import geometry_spec
 from tiles.geotiff import write_raster
 from tiles.mercator import xy_to_lonlat_array
 
@@ -81,7 +81,7 @@ class Chip:
             raise TilesInputError(
                 f"scale must be a positive integer (1, 3 or 5 in training), got {scale!r}; e.g. chip.crop(1)"
             )
-        size = int(scale) * GEOMETRIES[self.geometry].crop_tile
+        size = int(scale) * geometry_spec(self.geometry).crop_tile  # an unknown geometry names the valid ones
         left = center_crop_offset(self.width, size)
         top = center_crop_offset(self.height, size)
         return self.transform @ Affine.translation(left, top), left, top, size

@@ -45,8 +45,8 @@ from tiles.mosaic import assemble
 from tiles.providers import DEFAULT_PROVIDER, LocalRasterProvider, Provider, TileSource, get_provider
 
 log = logging.getLogger(__name__)
-_MAX_UPSAMPLE = 2.0
-_WARP_THREADS = max(1, min(4, os.cpu_count() or 1))  # refuse sources more than 2x coarser than the training resolution
+_MAX_UPSAMPLE = 2.0  # refuse sources more than 2x coarser than the training resolution
+_WARP_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 def resolve_provider(provider: str | Path | Provider | None, geometry: str) -> Provider:

@@ -17,8 +17,6 @@ import numpy as np
 from sat2sound_core.common.errors import InputError
 from sat2sound_core.common.files import sidecar_path, write_with_sidecar
 
-__all__ = ["Audio", "sidecar_path"]
-
 
 @dataclass
 class Audio:
