@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sat2sound_core.common.progress import CancelToken
+from sat2sound_core.common.progress import CancelToken, ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Job:
         """Ask the worker to stop at its next progress report."""
         self.token.cancel()
 
-    def start(self, fn: Callable[[Callable[..., None]], Any]) -> Job:
+    def start(self, fn: Callable[[ProgressCallback], Any]) -> Job:
         """Run ``fn(progress)`` in a daemon thread; its return value lands in :attr:`result`."""
 
         def _run() -> None:

@@ -8,7 +8,6 @@ session's state; every number comes from :mod:`sat2sound_core` (engine, export, 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -20,8 +19,13 @@ import streamlit as st  # noqa: E402
 
 from app import page  # noqa: E402
 from sat2sound_core.accel.allocator import tune_allocator  # noqa: E402
+from sat2sound_core.common.errors import ConfigError  # noqa: E402
+from sat2sound_core.common.settings import get_settings  # noqa: E402
 
-_level = os.environ.get("SAT2SOUND_LOG_LEVEL", "INFO").strip().upper()
+try:
+    _level = get_settings().log_level.strip().upper()
+except ConfigError:  # another setting is wrong: the page says which; the log still starts
+    _level = "INFO"
 logging.basicConfig(
     level=_level if _level in logging.getLevelNamesMapping() else "INFO",
     format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +22,8 @@ import streamlit as st
 if TYPE_CHECKING:
     from sat2sound_core.engine import Engine
     from sat2sound_core.synthesis import Synthesizer
+
+from sat2sound_core.common.progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,17 +68,10 @@ def import_heavy_modules() -> None:
 
 
 def warmup_delay_s() -> float | None:
-    """Seconds after the first page run before the heavy imports start in the background
-    (``SAT2SOUND_APP_WARMUP_DELAY``, default 3; ``off`` or a negative number: no warm-up)."""
-    raw = os.environ.get("SAT2SOUND_APP_WARMUP_DELAY", "3").strip().lower()
-    if raw in ("off", "no", "false", "none"):
-        return None
-    try:
-        delay = float(raw)
-    except ValueError:
-        log.warning("SAT2SOUND_APP_WARMUP_DELAY=%r is not a number of seconds; using 3", raw)
-        return 3.0
-    return None if delay < 0 else delay
+    """Seconds after the first page run before the heavy imports start (:func:`app.config.warmup_delay`)."""
+    from app.config import warmup_delay
+
+    return warmup_delay()
 
 
 def start_warmup() -> bool:
@@ -134,7 +128,7 @@ def get_engine(checkpoint: str, precision: str, device: str, gallery: str) -> Sh
 
 @st.cache_resource(show_spinner="Loading TangoFlux (once per process)…", max_entries=1)
 def get_synthesizer(
-    source: str, device: str, precision: str, _progress: Callable[[float, float, str], None] | None = None
+    source: str, device: str, precision: str, _progress: ProgressCallback | None = None
 ) -> Shared[Synthesizer]:
     """The TangoFlux synthesiser for ``source`` (HF repo id or local folder), built once per process.
 

@@ -8,7 +8,8 @@ Streamlit serves at ``/app/static/vendor/...`` (``enableStaticServing`` in ``.st
 ``app.map_view`` rewrites folium's CDN URLs to these local copies.
 
 Run it once (the Makefile does): ``python app/vendor_assets.py``. It is idempotent and quick when the
-files are already present. Set ``NPM_CONFIG_REGISTRY`` to use a registry mirror.
+files are already present. Set ``NPM_CONFIG_REGISTRY`` to use a registry mirror
+(:func:`app.config.npm_registry`).
 """
 
 from __future__ import annotations
@@ -17,18 +18,27 @@ import base64
 import hashlib
 import io
 import logging
-import os
 import sys
 import tarfile
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+_REPO = Path(__file__).resolve().parents[1]
+if str(_REPO) not in sys.path:  # `python app/vendor_assets.py` puts app/ (not the repo) on sys.path
+    sys.path.insert(0, str(_REPO))
+
+from app.config import npm_registry  # noqa: E402
+from sat2sound_core.common.errors import DownloadError  # noqa: E402
+from sat2sound_core.common.files import write_bytes  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 VENDOR_DIR = Path(__file__).resolve().parent / "static" / "vendor"
-REGISTRY = "https://registry.npmjs.org"
+
+
+class AssetError(DownloadError, ValueError):
+    """A downloaded npm tarball is not the pinned one (integrity) or lacks a file the map needs."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,7 @@ class NpmAsset:
 
     @property
     def tarball_url(self) -> str:
-        registry = os.environ.get("NPM_CONFIG_REGISTRY", REGISTRY).rstrip("/")
+        registry = npm_registry()
         base = self.name.split("/")[-1]
         return f"{registry}/{self.name}/-/{base}-{self.version}.tgz"
 
@@ -108,13 +118,16 @@ def missing_files(vendor_dir: Path = VENDOR_DIR) -> list[Path]:
 
 
 def verify_integrity(data: bytes, integrity: str) -> None:
-    """Raise ``ValueError`` unless ``data`` matches an npm ``sha512-<base64>`` integrity string."""
+    """Raise :class:`AssetError` unless ``data`` matches an npm ``sha512-<base64>`` integrity string."""
     algo, _, expected = integrity.partition("-")
     if algo != "sha512":
-        raise ValueError(f"unsupported integrity algorithm {algo!r}")
+        raise AssetError(f"unsupported integrity algorithm {algo!r}; pin the asset with its sha512 integrity")
     actual = base64.b64encode(hashlib.sha512(data).digest()).decode()
     if actual != expected:
-        raise ValueError(f"integrity mismatch: expected sha512-{expected}, got sha512-{actual}")
+        raise AssetError(
+            f"integrity mismatch: expected sha512-{expected}, got sha512-{actual}; the registry "
+            "(NPM_CONFIG_REGISTRY) served another file: use the official registry or a faithful mirror"
+        )
 
 
 def extract(asset: NpmAsset, tarball: bytes, vendor_dir: Path = VENDOR_DIR) -> list[Path]:
@@ -125,17 +138,13 @@ def extract(asset: NpmAsset, tarball: bytes, vendor_dir: Path = VENDOR_DIR) -> l
         for src, dest in asset.files.items():
             member = members.get(f"package/{src}")
             if member is None:
-                raise ValueError(f"{asset.name}@{asset.version} has no file {src}")
+                raise AssetError(
+                    f"{asset.name}@{asset.version} has no file {src}; fix its entry in app/vendor_assets.ASSETS"
+                )
             fh = tar.extractfile(member)
             assert fh is not None
-            target = vendor_dir / dest
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as out:
-                out.write(fh.read())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-            written.append(target)
+            # readable by the server whatever serves it (0644 under the usual umask)
+            written.append(write_bytes(vendor_dir / dest, fh.read(), mode=0o644))
     return written
 
 

@@ -13,9 +13,11 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from sat2sound_core.common.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from sat2sound_core.engine import ChipAnalysis, Engine
@@ -226,7 +228,7 @@ def _query_flags() -> str:
 # helpers
 
 
-def _progress(args: argparse.Namespace, desc: str) -> Callable[..., None] | None:
+def _progress(args: argparse.Namespace, desc: str) -> ProgressCallback | None:
     if args.quiet:
         return None
     from sat2sound_core.common.progress import tqdm_progress

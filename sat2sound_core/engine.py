@@ -38,7 +38,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
@@ -47,7 +47,8 @@ import numpy as np
 
 from sat2sound_core import imagery
 from sat2sound_core.common.errors import InputError, Sat2SoundError
-from sat2sound_core.common.progress import report
+from sat2sound_core.common.progress import ProgressCallback, report
+from sat2sound_core.common.settings import device_or_default, precision_or_default
 from sat2sound_core.maps.heatmaps import GridGeometry, Heatmap, grid_geometry, patch_scores, top_codes
 from sat2sound_core.maps.kinds import (
     AudioInputs,
@@ -288,17 +289,17 @@ class Engine:
     def __init__(
         self,
         checkpoint: str | Path = "bingmap_withmeta",
-        precision: str = "auto",
-        device: str = "auto",
+        precision: str | None = None,
+        device: str | None = None,
         provider: ProviderSpec = None,
         gallery: GallerySpec = None,
         model: Sat2Sound | None = None,
         cache_size: int = 16,
-        progress: Callable[..., None] | None = None,
+        progress: ProgressCallback | None = None,
     ) -> None:
         self.checkpoint = str(checkpoint)
-        self.precision = precision
-        self.device = device
+        self.precision = precision_or_default(precision, "auto")  # None: SAT2SOUND_PRECISION when set
+        self.device = device_or_default(device, "auto")
         self.provider = provider
         self._gallery_spec = gallery
         self._model = model
@@ -493,7 +494,9 @@ class Engine:
         c = self.encode_text(text).embedding[0] if text is not None else None
         if a is not None and c is not None:
             return compose(a, c).reshape(-1)
-        return l2n(a if a is not None else c).reshape(-1)
+        query = a if a is not None else c
+        assert query is not None  # checked above: a text, an audio clip or both
+        return l2n(query).reshape(-1)
 
     def search(self, text: str | None = None, waveform: Waveform | None = None, sample_rate: int | None = None,
                k: int = 10, scale: int = 1, target: str = "text", gallery: GallerySpec = None,

@@ -19,7 +19,7 @@ from sat2sound_core.common.errors import ConfigError, ImageryError
 
 if TYPE_CHECKING:
     from tiles.chip import Chip
-    from tiles.config import CustomTiles
+    from tiles.config import CustomProviderConfig
     from tiles.providers import Provider
 
 CUSTOM = "custom"
@@ -93,10 +93,10 @@ def default_provider(sat_type: str) -> str | None:
     return DEFAULT_PROVIDER.get(sat_type)
 
 
-def custom_tiles(env: Mapping[str, str] | None = None) -> CustomTiles | None:
+def custom_tiles(env: Mapping[str, str] | None = None) -> CustomProviderConfig | None:
     """The XYZ source configured with ``SAT2SOUND_TILE_URL`` (+ attribution, max zoom), or None; bad
     values raise :class:`ConfigError` naming the variable."""
-    from tiles.config import custom_tiles as read
+    from tiles.config import custom_provider_config as read
 
     with imagery_errors():
         return read(dict(env) if env is not None else None)
@@ -104,14 +104,11 @@ def custom_tiles(env: Mapping[str, str] | None = None) -> CustomTiles | None:
 
 def custom_provider(env: Mapping[str, str] | None = None) -> Provider | None:
     """The provider for ``SAT2SOUND_TILE_URL`` (named ``custom``), or None when it is unset."""
-    import tiles
-
     custom = custom_tiles(env)
     if custom is None:
         return None
     with imagery_errors():
-        return tiles.XYZProvider(custom.url_template, attribution=custom.attribution, max_zoom=custom.max_zoom,
-                                 name=CUSTOM)
+        return custom.provider()
 
 
 def fetch_chip(lat: float, lon: float, geometry: str, provider: str | Path | Provider | None = None) -> Chip:

@@ -4,18 +4,26 @@ All similarities are cosines (both sides L2-normalised), as the official demo an
 ``target="text"`` searches the per-scale LLaVA caption embeddings (``text_embedding_zl{s}``: image →
 caption, the demo's retrieval); ``target="audio"`` searches the recordings' audio embeddings (image →
 audio). :func:`rank_embeddings` ranks any list of embeddings, e.g. clicked places for an audio query
-(audio → image). Composed queries follow MODEL.md §9: ``l2n(l2n(a) + l2n(c))``.
+(audio → image). A composed query (a recording plus a caption) is ``l2n(l2n(a) + l2n(c))``: the sum
+of the two normalised embeddings, normalised again (:func:`compose`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from sat2sound_core.common.errors import InputError
 from sat2sound_core.gallery import Gallery
+
+if TYPE_CHECKING:
+    import torch
+
+#: an embedding or a stack of them: a torch tensor (any device, any float dtype) or anything numpy reads
+Embedding: TypeAlias = "torch.Tensor | ArrayLike"
 
 TARGETS = ("text", "audio")
 
@@ -35,7 +43,7 @@ class Hit:
     sample_id: str = ""
     audio_caption: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "rank": self.rank,
             "score": self.score,
@@ -49,17 +57,28 @@ class Hit:
         }
 
 
-def l2n(x: Any) -> np.ndarray:
+def _as_array(x: Embedding) -> np.ndarray:
+    """``x`` as a float32 array; a tensor is copied to the CPU first (torch is loaded only when one exists)."""
+    if hasattr(x, "float") and hasattr(x, "cpu"):
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            return np.asarray(x.float().cpu().numpy(), dtype=np.float32)
+    return np.asarray(x, dtype=np.float32)
+
+
+def l2n(x: Embedding) -> np.ndarray:
     """L2-normalise the last axis (float32); a zero vector raises :class:`InputError`."""
-    arr = np.asarray(x.float().cpu().numpy() if hasattr(x, "float") else x, dtype=np.float32)
+    arr = _as_array(x)
     norm = np.linalg.norm(arr, axis=-1, keepdims=True)
     if np.any(norm == 0) or not np.all(np.isfinite(norm)):
         raise InputError("cannot normalise a zero or non-finite embedding")
-    return arr / norm
+    out: np.ndarray = arr / norm
+    return out
 
 
-def compose(audio_embedding: Any, caption_embedding: Any) -> np.ndarray:
-    """The composed audio+caption query ``l2n(l2n(a) + l2n(c))`` (MODEL.md §9, retrieval form)."""
+def compose(audio_embedding: Embedding, caption_embedding: Embedding) -> np.ndarray:
+    """The composed audio+caption query ``l2n(l2n(a) + l2n(c))`` (the retrieval form of composition)."""
     return l2n(l2n(audio_embedding) + l2n(caption_embedding))
 
 
@@ -80,7 +99,7 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def retrieve(
-    gallery: Gallery, query: Any, k: int = 10, scale: int = 1, target: str = "text"
+    gallery: Gallery, query: Embedding, k: int = 10, scale: int = 1, target: str = "text"
 ) -> list[Hit]:
     """Top-k rows of ``gallery`` for a query embedding (any modality; normalised here).
 
@@ -118,7 +137,7 @@ def retrieve(
     return hits
 
 
-def rank_embeddings(query: Any, candidates: Any) -> tuple[np.ndarray, np.ndarray]:
+def rank_embeddings(query: Embedding, candidates: Embedding) -> tuple[np.ndarray, np.ndarray]:
     """Rank candidate embeddings (M, D) by cosine with one query (D,): (order, scores in that order).
 
     Used for audio → image: rank analysed places (their image embeddings) for a sound.

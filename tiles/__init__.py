@@ -7,18 +7,20 @@ XYZ template, MBTiles) or a local GeoTIFF/COG; ``Chip.crop(scale)``, ``Chip.patc
 ``sat2sound_core``.
 
 Names are imported lazily (on first use), so ``import tiles`` to read the provider list does not pull in
-rasterio; type checkers see the eager imports under ``TYPE_CHECKING``.
+rasterio; type checkers see the eager imports under ``TYPE_CHECKING``. The lazy lookup is the same pattern
+as ``sat2sound_core.common.lazy.lazy_exports`` (a name → module table, the value stored on first use),
+written out here because ``tiles`` must not import the core.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tiles.cache import DiskTileCache, MemoryTileCache
     from tiles.chip import Chip, center_crop_offset
-    from tiles.config import TilesConfig, get_config
+    from tiles.config import CustomProviderConfig, TilesConfig, custom_provider_config, get_config
     from tiles.errors import (
         CoordinateError,
         LocalSourceError,
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
         TileFetchError,
         TilesConfigError,
         TilesError,
+        TilesInputError,
     )
     from tiles.fetch import fetch_chip, resolve_provider
     from tiles.fetcher import TileFetcher, clear_memory_cache
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Chip": "tiles.chip",
     "CoordinateError": "tiles.errors",
+    "CustomProviderConfig": "tiles.config",
     "DiskTileCache": "tiles.cache",
     "GEOMETRIES": "tiles.geometry",
     "GeometrySpec": "tiles.geometry",
@@ -64,9 +68,11 @@ _LAZY = {
     "TilesConfig": "tiles.config",
     "TilesConfigError": "tiles.errors",
     "TilesError": "tiles.errors",
+    "TilesInputError": "tiles.errors",
     "XYZProvider": "tiles.providers",
     "center_crop_offset": "tiles.chip",
     "clear_memory_cache": "tiles.fetcher",
+    "custom_provider_config": "tiles.config",
     "fetch_chip": "tiles.fetch",
     "get_config": "tiles.config",
     "get_provider": "tiles.providers",
@@ -79,6 +85,7 @@ _LAZY = {
 __all__ = [
     "Chip",
     "CoordinateError",
+    "CustomProviderConfig",
     "DiskTileCache",
     "GEOMETRIES",
     "GeometrySpec",
@@ -97,9 +104,11 @@ __all__ = [
     "TilesConfig",
     "TilesConfigError",
     "TilesError",
+    "TilesInputError",
     "XYZProvider",
     "center_crop_offset",
     "clear_memory_cache",
+    "custom_provider_config",
     "fetch_chip",
     "get_config",
     "get_provider",
@@ -110,7 +119,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'tiles' has no attribute {name!r}")

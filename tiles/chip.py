@@ -18,7 +18,8 @@ from pyproj import Transformer
 from rasterio.crs import CRS
 from shapely.geometry import Polygon, box
 
-from tiles.geometry import GEOMETRIES
+from tiles.errors import TilesInputError
+from tiles.geometry import geometry_spec
 from tiles.geotiff import write_raster
 from tiles.mercator import xy_to_lonlat_array
 
@@ -77,8 +78,10 @@ class Chip:
 
     def _crop_transform(self, scale: int) -> tuple[Affine, int, int, int]:
         if isinstance(scale, bool) or not isinstance(scale, int | np.integer) or scale < 1:
-            raise ValueError(f"scale must be a positive integer (1, 3 or 5 in training), got {scale!r}")
-        size = int(scale) * GEOMETRIES[self.geometry].crop_tile
+            raise TilesInputError(
+                f"scale must be a positive integer (1, 3 or 5 in training), got {scale!r}; e.g. chip.crop(1)"
+            )
+        size = int(scale) * geometry_spec(self.geometry).crop_tile  # an unknown geometry names the valid ones
         left = center_crop_offset(self.width, size)
         top = center_crop_offset(self.height, size)
         return self.transform @ Affine.translation(left, top), left, top, size
@@ -106,7 +109,7 @@ class Chip:
         """The n×n cells of this chip (call it on ``chip.crop(s)`` for the model's view) as lon/lat
         polygons, row-major from the top-left: index ``row * n + col`` is ViT token ``row * n + col``."""
         if n < 1:
-            raise ValueError(f"n must be positive, got {n}")
+            raise TilesInputError(f"n must be a positive number of cells per side, got {n}; the model's grid is n=14")
         cols = np.linspace(0, self.width, n + 1)
         rows = np.linspace(0, self.height, n + 1)
         t = self.transform

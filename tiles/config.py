@@ -4,15 +4,25 @@
 few settings it needs are read here with the same names, defaults and boolean spelling as
 ``sat2sound_core.common.settings.Settings`` (a test keeps the two in agreement). The config is re-read on every
 call of :func:`get_config`, which is cheap, so tests and the app can change the environment at run time.
+
+A custom XYZ imagery source (``SAT2SOUND_TILE_URL`` with ``SAT2SOUND_TILE_ATTRIBUTION`` and
+``SAT2SOUND_TILE_MAX_ZOOM``) is read here and nowhere else: :func:`custom_provider_config` parses and
+validates it for the engine (the model's chips) and the app (the map's basemap). This module is the only
+one in :mod:`tiles` that reads the environment.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tiles.errors import TilesConfigError
+from tiles.errors import ProviderError, TilesConfigError
+
+if TYPE_CHECKING:
+    from tiles.providers import XYZProvider
 
 PREFIX = "SAT2SOUND_"
 DEFAULT_USER_AGENT = "sat2sound-map/0.1 (+https://github.com/sat2sound-map)"
@@ -27,7 +37,7 @@ def default_home() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "sat2sound"
 
 
-def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(PREFIX + name)
     if raw is None:
         return default
@@ -61,7 +71,7 @@ class TilesConfig:
         return self.home / "tiles"
 
 
-def get_config(env: dict[str, str] | None = None) -> TilesConfig:
+def get_config(env: Mapping[str, str] | None = None) -> TilesConfig:
     """Read :class:`TilesConfig` from ``env`` (default ``os.environ``), validating booleans."""
     env = dict(os.environ if env is None else env)
     home_raw = env.get(PREFIX + "HOME")
@@ -76,48 +86,68 @@ def get_config(env: dict[str, str] | None = None) -> TilesConfig:
     )
 
 
+def env_key(name: str) -> str | None:
+    """The API key in environment variable ``name`` (stripped), or None. Never log the result."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+TILE_URL_ENV = PREFIX + "TILE_URL"
 DEFAULT_CUSTOM_ATTRIBUTION = "Custom imagery (set SAT2SOUND_TILE_ATTRIBUTION to credit its source)"
 DEFAULT_CUSTOM_MAX_ZOOM = 19
 
 
 @dataclass(frozen=True)
-class CustomTiles:
-    """A user's own XYZ imagery source: ``SAT2SOUND_TILE_URL`` (a template with ``{z}``, ``{x}``, ``{y}``),
-    ``SAT2SOUND_TILE_ATTRIBUTION`` (shown with its pixels) and ``SAT2SOUND_TILE_MAX_ZOOM`` (default 19)."""
+class CustomProviderConfig:
+    """A custom XYZ imagery source from the environment: ``url`` (``SAT2SOUND_TILE_URL``, a
+    ``{z}/{x}/{y}`` template), ``attribution`` (``SAT2SOUND_TILE_ATTRIBUTION``) and ``max_zoom``
+    (``SAT2SOUND_TILE_MAX_ZOOM``, default 19: the deepest zoom the server has imagery for)."""
 
-    url_template: str
+    url: str
     attribution: str = DEFAULT_CUSTOM_ATTRIBUTION
     max_zoom: int = DEFAULT_CUSTOM_MAX_ZOOM
+    name: str = "custom"
+
+    def provider(self) -> XYZProvider:
+        """The :class:`tiles.XYZProvider` serving this source."""
+        from tiles.providers import XYZProvider
+
+        return XYZProvider(self.url, self.attribution, self.max_zoom, name=self.name)
 
 
-def custom_tiles(env: dict[str, str] | None = None) -> CustomTiles | None:
-    """The custom XYZ source configured in ``env`` (default ``os.environ``), or None when
-    ``SAT2SOUND_TILE_URL`` is unset; a template without ``{z}``/``{x}``/``{y}`` or a max zoom that is not
-    a whole number from 0 to 30 raises :class:`TilesConfigError`."""
+def _zoom(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(PREFIX + name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value.is_integer() or not 0 <= value <= 24:
+        raise TilesConfigError(
+            f"{PREFIX}{name}={raw!r} is not a zoom level; set the deepest zoom the server has imagery for, "
+            f"a whole number from 0 to 24 (e.g. {PREFIX}{name}={default})."
+        )
+    return int(value)
+
+
+def custom_provider_config(env: Mapping[str, str] | None = None) -> CustomProviderConfig | None:
+    """The custom XYZ source set by ``SAT2SOUND_TILE_URL`` in ``env`` (default ``os.environ``), or None.
+
+    Validated once here: a template the provider would refuse (no ``{z}``/``{x}``/``{y}``, not http(s))
+    or a bad ``SAT2SOUND_TILE_MAX_ZOOM`` raises :class:`TilesConfigError` naming the variable and the fix.
+    """
     env = dict(os.environ if env is None else env)
-    url = env.get(PREFIX + "TILE_URL", "").strip()
+    url = env.get(TILE_URL_ENV, "").strip()
     if not url:
         return None
-    if not all(k in url for k in ("{z}", "{x}", "{y}")):
-        raise TilesConfigError(
-            f"{PREFIX}TILE_URL={url!r} is not an XYZ template; it needs {{z}}, {{x}} and {{y}}, "
-            "e.g. http://127.0.0.1:8000/{z}/{x}/{y}.png"
-        )
-    attribution = env.get(PREFIX + "TILE_ATTRIBUTION", "").strip() or DEFAULT_CUSTOM_ATTRIBUTION
-    raw_zoom = env.get(PREFIX + "TILE_MAX_ZOOM", "").strip()
+    config = CustomProviderConfig(
+        url=url,
+        attribution=env.get(PREFIX + "TILE_ATTRIBUTION", "").strip() or DEFAULT_CUSTOM_ATTRIBUTION,
+        max_zoom=_zoom(env, "TILE_MAX_ZOOM", DEFAULT_CUSTOM_MAX_ZOOM),
+    )
     try:
-        max_zoom = int(raw_zoom) if raw_zoom else DEFAULT_CUSTOM_MAX_ZOOM
-    except ValueError:
-        max_zoom = -1
-    if not 0 <= max_zoom <= 30:
-        raise TilesConfigError(
-            f"{PREFIX}TILE_MAX_ZOOM={raw_zoom!r} is not a zoom level; set a whole number from 0 to 30, "
-            f"e.g. {PREFIX}TILE_MAX_ZOOM={DEFAULT_CUSTOM_MAX_ZOOM}."
-        )
-    return CustomTiles(url, attribution, max_zoom)
-
-
-def env_key(name: str) -> str | None:
-    """The API key in environment variable ``name`` (stripped), or None. Never log the result."""
-    value = os.environ.get(name, "").strip()
-    return value or None
+        config.provider()
+    except ProviderError as exc:
+        raise TilesConfigError(f"{TILE_URL_ENV} is not a usable tile source: {exc}") from None
+    return config

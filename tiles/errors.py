@@ -12,6 +12,11 @@ class TilesError(Exception):
     """Base class of every error :mod:`tiles` raises deliberately."""
 
 
+class TilesInputError(TilesError, ValueError):
+    """An argument to a :mod:`tiles` call cannot be used (a crop scale, a grid size, raster data of the
+    wrong shape); the message says what to pass instead."""
+
+
 class TilesConfigError(TilesError, ValueError):
     """An environment variable read by :mod:`tiles.config` has an invalid value."""
 

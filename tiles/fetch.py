@@ -45,8 +45,8 @@ from tiles.mosaic import assemble
 from tiles.providers import DEFAULT_PROVIDER, LocalRasterProvider, Provider, TileSource, get_provider
 
 log = logging.getLogger(__name__)
-_MAX_UPSAMPLE = 2.0
-_WARP_THREADS = max(1, min(4, os.cpu_count() or 1))  # refuse sources more than 2x coarser than the training resolution
+_MAX_UPSAMPLE = 2.0  # refuse sources more than 2x coarser than the training resolution
+_WARP_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 def resolve_provider(provider: str | Path | Provider | None, geometry: str) -> Provider:
@@ -144,7 +144,8 @@ def check_not_blank(image: np.ndarray, provider: Provider) -> None:
     """Raise :class:`NoImageryError` when the chip is a single uniform colour (±2 levels per channel)."""
     def spread(a: np.ndarray) -> np.ndarray:
         flat = a.reshape(-1, 3)
-        return flat.max(axis=0).astype(int) - flat.min(axis=0).astype(int)
+        out: np.ndarray = flat.max(axis=0).astype(int) - flat.min(axis=0).astype(int)
+        return out
 
     if (spread(image[::16, ::16]) > 2).any():  # cheap answer for almost every real chip
         return

@@ -173,7 +173,7 @@ class TileFetcher:
             raise
 
     def _sleep_for(self, attempt: int, response: requests.Response | None) -> float:
-        delay = self.backoff * (2**attempt)
+        delay = float(self.backoff * (2**attempt))
         if response is not None:
             retry_after = response.headers.get("Retry-After", "")
             if retry_after.strip().isdigit():

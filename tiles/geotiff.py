@@ -1,14 +1,13 @@
 """Writing georeferenced rasters (GeoTIFF or Cloud-Optimized GeoTIFF) with rasterio.
 
-:func:`write_raster` is shared by :meth:`tiles.chip.Chip.to_geotiff` and by later engine steps
-(heatmaps exported on a chip's grid): give it an array, a CRS and an affine transform, and it writes
-atomically to a path (temporary file in the same folder, then ``os.replace``) or returns the bytes.
+:func:`write_raster` is the one raster writer of the product: :meth:`tiles.chip.Chip.to_geotiff` writes
+chips with it and ``sat2sound_core.export`` writes heatmaps with it (on the chip's patch grid). Give it
+an array, a CRS and an affine transform; it writes atomically to a path (:func:`tiles.files.atomic_path`)
+or returns the bytes.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,12 +15,15 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.io import MemoryFile
+from rasterio.io import DatasetWriter, MemoryFile
+
+from tiles.errors import TilesInputError
+from tiles.files import atomic_path
 
 
-def _profile(data: np.ndarray, crs: CRS, transform: Affine, driver: str, nodata: float | None) -> dict:
+def _profile(data: np.ndarray, crs: CRS, transform: Affine, driver: str, nodata: float | None) -> dict[str, object]:
     count, height, width = data.shape
-    profile: dict = {
+    profile: dict[str, object] = {
         "driver": driver,
         "width": width,
         "height": height,
@@ -66,11 +68,14 @@ def write_raster(
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
-        raise ValueError(f"raster data must be (bands, rows, cols) or (rows, cols), got shape {arr.shape}")
+        raise TilesInputError(
+            f"raster data must be (bands, rows, cols) or (rows, cols), got shape {arr.shape}; "
+            "stack the bands along the first axis"
+        )
     crs = CRS.from_user_input(crs)
     profile = _profile(arr, crs, transform, driver, nodata)
 
-    def fill(dst: rasterio.io.DatasetWriter) -> None:
+    def fill(dst: DatasetWriter) -> None:
         dst.write(arr)
         if tags:
             dst.update_tags(**{k: str(v) for k, v in tags.items()})
@@ -83,17 +88,7 @@ def write_raster(
         with MemoryFile() as mem:
             with mem.open(**profile) as dst:
                 fill(dst)
-            return mem.read()
-    path = Path(dest)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            fill(dst)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            return bytes(mem.read())
+    with atomic_path(dest) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        fill(dst)
     return None

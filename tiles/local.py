@@ -44,7 +44,7 @@ def _distance_km(lat: float, lon: float, box: tuple[float, float, float, float])
     clat = min(max(lat, s), n)
     clon = min(max(lon, w), e)
     _, _, metres = _GEOD.inv(lon, lat, clon, clat)
-    return metres / 1000.0
+    return float(metres) / 1000.0
 
 
 def _covers(src: rasterio.io.DatasetReader, lat: float, lon: float) -> bool:

@@ -22,7 +22,7 @@ TILE_SIZE = 256
 
 def mercator_resolution(z: float, tile_size: int = TILE_SIZE) -> float:
     """Metres of EPSG:3857 per pixel at zoom ``z`` (no cos(lat) factor)."""
-    return 2 * ORIGIN / (tile_size * 2.0**z)
+    return float(2 * ORIGIN / (tile_size * 2.0**z))
 
 
 def ground_resolution(z: float, lat: float, tile_size: int = TILE_SIZE) -> float:
@@ -76,7 +76,7 @@ def _number(value: object, what: str) -> float:
             except ValueError:
                 pass
         raise CoordinateError(f"{what} must be a number in decimal degrees, got {value!r}.")
-    result = float(value)  # type: ignore[arg-type]
+    result = float(value)
     if not math.isfinite(result):
         raise CoordinateError(f"{what} must be a finite number in decimal degrees, got {value!r}.")
     return result

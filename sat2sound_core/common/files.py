@@ -13,10 +13,11 @@ not exist yet are created.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 #: ending of every temporary file written here (``.<name>.<random>.tmp`` beside the target)
@@ -74,7 +75,10 @@ def atomic_write(target: str | os.PathLike[str], write: Callable[[Path], None], 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes, mode: int = 0o666) -> Path:
     """Write ``data`` to ``target`` atomically (see the module docstring); returns ``target``."""
-    return atomic_write(target, lambda tmp: tmp.write_bytes(data), mode)
+    def _write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    return atomic_write(target, _write, mode)
 
 
 def write_text(target: str | os.PathLike[str], text: str, mode: int = 0o666) -> Path:
@@ -97,6 +101,28 @@ def move_into_place(source: str | os.PathLike[str], target: str | os.PathLike[st
     os.replace(source, target)
     _sync_folder(target.parent)
     return target
+
+
+def sidecar_path(target: str | os.PathLike[str]) -> Path:
+    """The JSON sidecar that describes ``target``: same folder and stem, ``.json`` (``clip.wav`` → ``clip.json``)."""
+    return Path(target).with_suffix(".json")
+
+
+def sidecar_bytes(sidecar: Mapping[str, object]) -> bytes:
+    """A sidecar's content as written: UTF-8 JSON, indented, keys sorted (stable across runs)."""
+    return json.dumps(dict(sidecar), indent=2, sort_keys=True).encode()
+
+
+def write_with_sidecar(
+    target: str | os.PathLike[str], data: bytes, sidecar: Mapping[str, object], mode: int = 0o666
+) -> tuple[Path, Path]:
+    """Write ``data`` to ``target`` and ``sidecar`` (JSON) to :func:`sidecar_path`, each atomically.
+
+    The data file is written first, so a sidecar on disk always describes a complete file beside it.
+    Returns (target, sidecar path).
+    """
+    path = write_bytes(target, data, mode)
+    return path, write_bytes(sidecar_path(path), sidecar_bytes(sidecar), mode)
 
 
 def _sync_folder(folder: Path) -> None:

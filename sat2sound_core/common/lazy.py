@@ -1,15 +1,18 @@
-"""Lazy public names for a package: ``import sat2sound_core`` stays cheap (no torch) until a name is used."""
+"""Lazy public names for a package: ``import sat2sound_core`` stays cheap (no torch) until a name is used.
+
+The one lazy-export helper of the core (``sat2sound_core`` and ``sat2sound_core.model`` use it). ``tiles``
+follows the same pattern in its own ``__init__`` because it must not import the core.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any
 
 
 def lazy_exports(
-    package: str, mapping: Mapping[str, str], namespace: dict[str, Any], names: list[str]
-) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    package: str, mapping: Mapping[str, str], namespace: dict[str, object], names: list[str]
+) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
     """Module-level ``__getattr__`` and ``__dir__`` for ``package``.
 
     ``mapping`` maps each public name to the module defining it; the first access imports that module
@@ -17,7 +20,7 @@ def lazy_exports(
     lookups. ``names`` is what ``dir()`` lists (the package's ``__all__``).
     """
 
-    def __getattr__(name: str) -> Any:
+    def __getattr__(name: str) -> object:
         module = mapping.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

@@ -1,14 +1,15 @@
 """Progress reporting shared by the CLI (tqdm) and the app (st.progress).
 
-Long work takes an optional ``progress`` callback ``(done, total, message) -> None``. Raising
-:class:`Cancelled` from the callback (or calling ``token.cancel()``) stops the work cleanly.
+Long work takes an optional ``progress`` callback of type :data:`ProgressCallback`, called as
+``progress(done, total, message)``. Raising :class:`Cancelled` from the callback (or calling
+``token.cancel()``) stops the work cleanly.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import TypeAlias
 
 from sat2sound_core.common.errors import Sat2SoundError
 
@@ -17,8 +18,9 @@ class Cancelled(Sat2SoundError):
     """The user cancelled a long-running operation."""
 
 
-class ProgressCallback(Protocol):
-    def __call__(self, done: float, total: float, message: str = "") -> None: ...
+#: The one progress callback type of the library: ``progress(done, total, message)``; every caller
+#: passes all three arguments, so any function of three parameters fits.
+ProgressCallback: TypeAlias = Callable[[float, float, str], None]
 
 
 class CancelToken:
@@ -40,13 +42,13 @@ class CancelToken:
             raise Cancelled("cancelled by the user")
 
 
-def report(progress: Callable[..., None] | None, done: float, total: float, message: str = "") -> None:
+def report(progress: ProgressCallback | None, done: float, total: float, message: str = "") -> None:
     """Call ``progress`` if given (a no-op otherwise)."""
     if progress is not None:
         progress(done, total, message)
 
 
-def tqdm_progress(desc: str = "") -> Callable[[float, float, str], None]:
+def tqdm_progress(desc: str = "") -> ProgressCallback:
     """A progress callback drawing a tqdm bar on stderr (for the CLI)."""
     from tqdm import tqdm
 

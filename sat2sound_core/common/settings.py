@@ -11,9 +11,11 @@ import os
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from sat2sound_core.common.errors import ConfigError
 
+D = TypeVar("D")
 PREFIX = "SAT2SOUND_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -131,6 +133,22 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings (read once; call ``get_settings.cache_clear()`` after changing env)."""
     return from_env()
+
+
+def device_or_default(device: D | None, default: str) -> D | str:
+    """The device a library call runs on: ``device`` when given, else ``SAT2SOUND_DEVICE`` when it is
+    set, else the call's own ``default`` (``load_model``: ``cpu``; the engine: ``auto``)."""
+    if device is not None:
+        return device
+    return get_settings().device if PREFIX + "DEVICE" in os.environ else default
+
+
+def precision_or_default(precision: str | None, default: str) -> str:
+    """The precision a library call runs in: ``precision`` when given, else ``SAT2SOUND_PRECISION``
+    when it is set, else the call's own ``default`` (``load_model``: ``fp32``; the engine: ``auto``)."""
+    if precision is not None:
+        return precision
+    return get_settings().precision if PREFIX + "PRECISION" in os.environ else default
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -1,38 +1,21 @@
-"""Synthesised audio as data, and how it is written: WAV (soundfile) plus a JSON sidecar, atomically."""
+"""Synthesised audio as data, and how it is written: WAV (soundfile) plus a JSON sidecar, atomically.
+
+Writing goes through :func:`sat2sound_core.common.files.write_with_sidecar`, the one WAV + sidecar writer
+(the caption exports of :mod:`sat2sound_core.export` use it too).
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from sat2sound_core.common.errors import InputError
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def sidecar_path(wav_path: Path) -> Path:
-    """``clip.wav`` → ``clip.json``."""
-    return wav_path.with_suffix(".json")
+from sat2sound_core.common.files import sidecar_path, write_with_sidecar
 
 
 @dataclass
@@ -45,7 +28,7 @@ class Audio:
 
     samples: np.ndarray
     sample_rate: int = 44100
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         samples = np.asarray(self.samples, dtype=np.float32)
@@ -58,7 +41,7 @@ class Audio:
     @property
     def duration(self) -> float:
         """Length in seconds."""
-        return self.samples.shape[1] / self.sample_rate
+        return int(self.samples.shape[1]) / self.sample_rate
 
     @property
     def peak(self) -> float:
@@ -78,11 +61,9 @@ class Audio:
 
     def save(self, path: str | os.PathLike[str], subtype: str = "FLOAT") -> Path:
         """Write ``path`` (WAV) and its JSON sidecar (``.json`` next to it), each atomically; returns the WAV path."""
-        wav = Path(path)
-        atomic_write_bytes(wav, self.to_wav_bytes(subtype=subtype))
         meta = {"sample_rate": self.sample_rate, "channels": int(self.samples.shape[0]),
                 "frames": int(self.samples.shape[1]), "subtype": subtype, **self.metadata}
-        atomic_write_bytes(sidecar_path(wav), json.dumps(meta, indent=2, sort_keys=True).encode())
+        wav, _ = write_with_sidecar(path, self.to_wav_bytes(subtype=subtype), meta)
         return wav
 
     @classmethod
@@ -92,7 +73,7 @@ class Audio:
 
         wav = Path(path)
         data, rate = sf.read(str(wav), dtype="float32", always_2d=True)
-        meta: dict[str, Any] = {}
+        meta: dict[str, object] = {}
         side = sidecar_path(wav)
         if side.is_file():
             meta = json.loads(side.read_text())

@@ -10,17 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from sat2sound_core.synthesis.audio import Audio, sidecar_path
+from sat2sound_core.common.files import sidecar_path
+from sat2sound_core.synthesis.audio import Audio
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 
 
-def request_key(request: dict[str, Any]) -> str:
+def request_key(request: Mapping[str, object]) -> str:
     """Stable hash of a request dict (JSON with sorted keys)."""
     blob = json.dumps({"format": CACHE_FORMAT, **request}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]

@@ -17,6 +17,8 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from sat2sound_core.common.errors import ConfigError
+
 SAMPLE_RATE = 44100
 HOP = 2048  # samples per latent frame (product of the Oobleck ratios 2*4*4*8*8)
 LATENT_CHANNELS = 64  # hard-coded by the official sampling loop
@@ -98,7 +100,7 @@ class FourierFeatures(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         if dim % 2:
-            raise ValueError("Fourier feature width must be even")
+            raise ConfigError(f"Fourier feature width must be even, got {dim}; fix the model config's width")
         self.weights = nn.Parameter(torch.randn(dim // 2))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sat2sound_core.common.progress import CancelToken
+from sat2sound_core.common.errors import InputError
+from sat2sound_core.common.progress import CancelToken, ProgressCallback
 from sat2sound_core.common.settings import switch_off
 from sat2sound_core.synthesis.components import HOP, SAMPLE_RATE
 
@@ -147,7 +148,7 @@ def flow_sample(
     steps: int,
     guidance: float,
     *,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     on_step: StepHook | None = None,
     cuda_graph: bool | None = None,
@@ -165,7 +166,10 @@ def flow_sample(
     guided = guidance > 1.0
     rows = cond.encoder_hidden_states.shape[0]
     if rows != (2 * k if guided else k):
-        raise ValueError(f"conditioning has {rows} rows for {k} latents (guided={guided})")
+        raise InputError(
+            f"conditioning has {rows} rows for {k} latents (guided={guided}); encode the captions with the same "
+            f"guidance ({2 * k if guided else k} rows: unconditional then conditional when guidance > 1)"
+        )
     param = next(transformer.parameters())
     device, dtype = param.device, param.dtype
     timesteps, sigmas = sigmas_for(steps)

@@ -24,7 +24,7 @@ from torch import nn
 from sat2sound_core.common import devices
 from sat2sound_core.common.devices import resolve_device, torch_dtype
 from sat2sound_core.common.errors import InputError
-from sat2sound_core.common.progress import CancelToken
+from sat2sound_core.common.progress import CancelToken, ProgressCallback
 from sat2sound_core.synthesis import sampler
 from sat2sound_core.synthesis.audio import Audio
 from sat2sound_core.synthesis.cache import AudioCache, request_key
@@ -67,8 +67,6 @@ PAPER_STEPS = 50
 PAPER_GUIDANCE = 4.5
 FAST_STEPS = 25  # the TangoFlux README: 25 steps sound similar to 50 at half the cost
 MAX_BATCH = 4  # captions per transformer forward (each is 2 rows with guidance)
-
-ProgressFn = Callable[[float, float, str], None]
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
@@ -215,7 +213,7 @@ class Synthesizer:
         guidance: float = PAPER_GUIDANCE,
         init_noise: torch.Tensor | None = None,
         *,
-        progress: ProgressFn | None = None,
+        progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
         trace: dict[str, Any] | None = None,
         full_decode: bool = False,
@@ -260,7 +258,7 @@ class Synthesizer:
                 if trace is not None:
                     trace["steps"].append({k2: v.detach().float().cpu() for k2, v in values.items()})
 
-            def step_progress(done: int, total: int, message: str) -> None:
+            def step_progress(done: float, total: float, message: str) -> None:
                 if progress is not None:
                     progress(done, total + 1, message)
 
@@ -283,14 +281,14 @@ class Synthesizer:
     @overload
     def synthesize(
         self, caption: str, duration: float = ..., steps: int = ..., guidance: float = ...,
-        seed: int | Sequence[int] = ..., progress: ProgressFn | None = ..., *, cancel: CancelToken | None = ...,
+        seed: int | Sequence[int] = ..., progress: ProgressCallback | None = ..., *, cancel: CancelToken | None = ...,
         fast: bool = ..., latent_seconds: float | None = ..., use_cache: bool = ...,
     ) -> Audio: ...
 
     @overload
     def synthesize(
         self, caption: list[str] | tuple[str, ...], duration: float = ..., steps: int = ..., guidance: float = ...,
-        seed: int | Sequence[int] = ..., progress: ProgressFn | None = ..., *, cancel: CancelToken | None = ...,
+        seed: int | Sequence[int] = ..., progress: ProgressCallback | None = ..., *, cancel: CancelToken | None = ...,
         fast: bool = ..., latent_seconds: float | None = ..., use_cache: bool = ...,
     ) -> list[Audio]: ...
 
@@ -301,7 +299,7 @@ class Synthesizer:
         steps: int = PAPER_STEPS,
         guidance: float = PAPER_GUIDANCE,
         seed: int | Sequence[int] = 0,
-        progress: ProgressFn | None = None,
+        progress: ProgressCallback | None = None,
         *,
         cancel: CancelToken | None = None,
         fast: bool = False,
@@ -408,7 +406,7 @@ def load_synthesizer(
     device: str | torch.device = "cpu",
     precision: str = "auto",
     *,
-    progress: ProgressFn | None = None,
+    progress: ProgressCallback | None = None,
     cache: bool = True,
 ) -> Synthesizer:
     """Load TangoFlux from ``source`` (default ``SAT2SOUND_TANGOFLUX``: ``declare-lab/TangoFlux``).

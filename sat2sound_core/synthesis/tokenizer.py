@@ -20,7 +20,7 @@ from sat2sound_core.common.errors import InputError, WeightsError
 from sat2sound_core.synthesis.components import MAX_TEXT_TOKENS
 
 if TYPE_CHECKING:
-    from sat2sound_core.weights.hub import Progress
+    from sat2sound_core.common.progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def find_tokenizer_folder(weights_folder: Path) -> Path | None:
     return None
 
 
-def load_tokenizer(weights_folder: Path, progress: Progress | None = None) -> CaptionTokenizer:
+def load_tokenizer(weights_folder: Path, progress: ProgressCallback | None = None) -> CaptionTokenizer:
     """The tokenizer for a weights folder: its ``vocab.json``, tokenizer files beside it, or FLAN-T5-large's
     small tokenizer files fetched from the Hub (offline: from the cache, else a message naming them)."""
     vocab = weights_folder / "vocab.json"

@@ -23,13 +23,14 @@ import torch
 from torch import nn
 
 from sat2sound_core.common.errors import WeightsError
+from sat2sound_core.common.progress import ProgressCallback
 from sat2sound_core.synthesis.components import (
     FLAN_T5_LARGE,
     OOBLECK_DEFAULT,
     TANGOFLUX_CONFIG,
     TangoFluxConfig,
 )
-from sat2sound_core.weights.hub import Progress, fetch_repo_files, human_size
+from sat2sound_core.weights.hub import fetch_repo_files, human_size
 from sat2sound_core.weights.registry import FLAN_T5_REPO, TANGOFLUX_FILES, TANGOFLUX_REPO
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def missing_message(repo: str, files: dict[str, int], reason: str) -> str:
     )
 
 
-def resolve_weights(source: str, progress: Progress | None = None) -> WeightsLocation:
+def resolve_weights(source: str, progress: ProgressCallback | None = None) -> WeightsLocation:
     """Turn a source (repo id, ``hf-hub:…``, local folder) into a folder holding the official files."""
     path = Path(source).expanduser()
     if path.is_dir():

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from sat2sound_core.common import files
 from sat2sound_core.common.errors import DownloadError, WeightsError
-from sat2sound_core.common.progress import report
+from sat2sound_core.common.progress import ProgressCallback, report
 from sat2sound_core.common.settings import get_settings
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: a progress callback: ``(done, total, message)``
-Progress = Callable[[float, float, str], None]
 #: the message for files that are missing and cannot be downloaded: ``(repo, {file: bytes}, reason)``
 Explain = Callable[[str, dict[str, int], str], str]
 
@@ -67,7 +66,7 @@ def approx_size(n: int | None) -> str:
     return f"≈{n / 1e9:.2f} GB" if n and n >= 1e9 else (f"≈{n / 1e6:.0f} MB" if n else "size unknown")
 
 
-def progress_bar_class(progress: Progress | None, label: str) -> type[tqdm] | None:
+def progress_bar_class(progress: ProgressCallback | None, label: str) -> type[tqdm] | None:
     """A tqdm class for huggingface_hub's ``tqdm_class`` that draws nothing and reports each byte count
     to ``progress`` as ``(done, total, "downloading <label>")``; None without a callback (huggingface_hub
     then draws its own bar)."""
@@ -135,7 +134,7 @@ def fetch(
     resolved: ResolvedSource,
     weights_dir: Path,
     offline: bool,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     endpoint: str | None = None,
 ) -> Path:
     """The local file for ``resolved``: the local path, a copy in ``weights_dir`` or in a Hugging Face
@@ -177,7 +176,7 @@ def fetch(
 
 
 def download(
-    repo_id: str, filename: str, local_dir: Path, *, progress: Progress | None = None, endpoint: str | None = None
+    repo_id: str, filename: str, local_dir: Path, *, progress: ProgressCallback | None = None, endpoint: str | None = None
 ) -> Path:
     """Download ``filename`` of ``repo_id`` to ``local_dir/filename`` (resumable), reporting its bytes to
     ``progress``. Raises what ``huggingface_hub`` raises; callers turn it into a message that names the fix."""
@@ -225,7 +224,7 @@ def fetch_repo_files(
     wanted: dict[str, int],
     *,
     revision: str | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     required: Iterable[str] | None = None,
     explain: Explain = missing_files_message,
 ) -> tuple[Path, str]:
@@ -337,7 +336,7 @@ def download_safetensors_subset(
     *,
     headers: dict[str, str] | None = None,
     metadata: dict[str, str] | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     session: requests.Session | None = None,
     timeout: float = 60.0,
     retries: int = 3,
@@ -426,7 +425,7 @@ def _read_json(path: Path) -> object:
 
 def _fetch_from(
     session: requests.Session, url: str, headers: dict[str, str], timeout: float, segments: list[_Segment], done: int,
-    partial: Path, total: int, progress: Progress | None,
+    partial: Path, total: int, progress: ProgressCallback | None,
 ) -> None:
     with open(partial, "ab") as out:
         for seg in segments:

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sat2sound_core.common.progress import ProgressCallback
 from sat2sound_core.common.settings import get_settings
-from sat2sound_core.weights.hub import Progress, approx_size, local_copy
+from sat2sound_core.weights.hub import approx_size, local_copy
 from sat2sound_core.weights.registry import (
     CHECKPOINTS,
     FLAN_T5_ENCODER_BYTES,
@@ -127,7 +128,7 @@ def inventory(checkpoints: Iterable[str] | None = None) -> list[WeightsItem]:
     return [*(checkpoint_item(n) for n in names), text_encoder_item(), gallery_item(), tangoflux_item()]
 
 
-def download(key: str, progress: Progress | None = None) -> Path:
+def download(key: str, progress: ProgressCallback | None = None) -> Path:
     """Fetch one entry by its ``download`` key (a checkpoint name, ``gallery``, ``t5`` or ``tangoflux``)
     with progress; returns where it is. Offline, raises :class:`DownloadError` naming what is missing."""
     settings = get_settings()

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import torch
 
 from sat2sound_core.common.devices import resolve_device, resolve_precision
 from sat2sound_core.common.errors import WeightsError
-from sat2sound_core.common.progress import report
+from sat2sound_core.common.progress import ProgressCallback, report
 from sat2sound_core.model.config import ModelConfig
 from sat2sound_core.model.sat2sound import Sat2Sound
 from sat2sound_core.weights import checkpoints as ck
@@ -121,10 +121,10 @@ def _load_cpu_fp32(file: Path, info: CheckpointInfo | None, use_cache: bool) -> 
 
 def load_model(
     source: str | Path = DEFAULT_CHECKPOINT,
-    device: str | torch.device = "cpu",
-    precision: str = "fp32",
+    device: str | torch.device | None = None,
+    precision: str | None = None,
     *,
-    progress: Callable[..., None] | None = None,
+    progress: ProgressCallback | None = None,
     text_encoder: bool = True,
     use_cache: bool = True,
 ) -> Sat2Sound:
@@ -134,16 +134,17 @@ def load_model(
     (``hf-hub:MVRL/sat2sound/sat2sound/bingmap_withmeta.ckpt``) or the path of an official Lightning
     ``.ckpt`` or of a safetensors file written by this product. Official checkpoints are unpickled
     without running code and converted once into a memory-mapped safetensors cache. ``precision``
-    is ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 where the hardware has fast bf16 matrix math).
+    is ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 where the hardware has fast bf16 matrix math);
+    ``device``/``precision`` left None follow ``SAT2SOUND_DEVICE``/``SAT2SOUND_PRECISION`` when set, else cpu/fp32.
     The same (file, device, precision) returns the same model object. Unless ``text_encoder`` is
     False a FLAN-T5 encoder is attached, built on the first ``encode_text`` call. ``progress``
     (``(done, total, message)``) hears about the download and the loading steps.
     """
-    from sat2sound_core.common.settings import get_settings
+    from sat2sound_core.common.settings import device_or_default, get_settings, precision_or_default
 
     settings = get_settings()
-    dev = resolve_device(device)
-    prec = resolve_precision(precision, dev)
+    dev = resolve_device(device_or_default(device, "cpu"))
+    prec = resolve_precision(precision_or_default(precision, "fp32"), dev)
     resolved = resolve_source(source, settings.hf_repo)
     file = fetch(resolved, settings.weights, settings.is_offline, progress=progress).resolve()
     key = (str(file), str(dev), prec)

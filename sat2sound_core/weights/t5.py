@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -23,6 +23,7 @@ import torch
 
 from sat2sound_core.common import files
 from sat2sound_core.common.errors import DownloadError, WeightsError
+from sat2sound_core.common.progress import ProgressCallback
 from sat2sound_core.common.settings import get_settings
 from sat2sound_core.common.shared import shared
 from sat2sound_core.weights.registry import FLAN_T5_ENCODER_BYTES, FLAN_T5_REPO
@@ -49,7 +50,6 @@ FLAN_T5_LARGE_CONFIG: dict[str, Any] = {
     "is_encoder_decoder": True, "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0,
     "tie_word_embeddings": False, "n_positions": 512,
 }
-Progress = Callable[[float, float, str], None]
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def find_encoder_weights() -> tuple[EncoderWeights, Path | None] | None:
     return None
 
 
-def locate_encoder_weights(download: bool = True, progress: Progress | None = None) -> tuple[EncoderWeights, Path | None]:
+def locate_encoder_weights(download: bool = True, progress: ProgressCallback | None = None) -> tuple[EncoderWeights, Path | None]:
     """Find (or range-download) the encoder tensors; returns them and a T5 config file if one was found."""
     found = find_encoder_weights()
     if found is not None:
@@ -130,7 +130,7 @@ def _hub_config() -> Path:
     return fetch_file(FLAN_T5_REPO, "config.json", needed_for="the text encoder", folder=t5_dir())
 
 
-def download_encoder(folder: Path, progress: Progress | None = None, endpoint: str | None = None) -> Path:
+def download_encoder(folder: Path, progress: ProgressCallback | None = None, endpoint: str | None = None) -> Path:
     """Fetch only the encoder tensors of google/flan-t5-large's model.safetensors into ``folder``.
 
     Uses range requests (resumable) with the Hugging Face token when one is configured; also
@@ -233,7 +233,7 @@ def build_t5_encoder(config: Mapping[str, Any], weights: EncoderWeights) -> T5En
 
 
 def load_text_encoder(
-    device: str | torch.device = "cpu", progress: Progress | None = None, download: bool = True
+    device: str | torch.device = "cpu", progress: ProgressCallback | None = None, download: bool = True
 ) -> TextEncoder:
     """The shared FLAN-T5 text encoder on ``device`` (float32), with its tokenizer.
 

@@ -31,3 +31,20 @@ def test_numbers_are_checked() -> None:
     with pytest.raises(ConfigError, match="between 1 and 50"):
         config.from_env({"SAT2SOUND_APP_TOP_K": "0"})
     assert config.from_env({"SAT2SOUND_APP_CHECKPOINT": "/tmp/x.ckpt"}).checkpoint == "/tmp/x.ckpt"
+
+
+@pytest.mark.parametrize(("raw", "delay"), [(None, 3.0), ("0.5", 0.5), ("0", 0.0), ("off", None), ("-1", None),
+                                            ("soon", 3.0)])
+def test_warmup_delay(raw: str | None, delay: float | None) -> None:
+    env = {} if raw is None else {"SAT2SOUND_APP_WARMUP_DELAY": raw}
+    assert config.warmup_delay(env) == delay
+    assert config.from_env(env).warmup_delay == delay
+
+
+def test_custom_tiles_are_read_by_tiles_config() -> None:
+    cfg = config.from_env({"SAT2SOUND_TILE_URL": "http://127.0.0.1:9/{z}/{x}/{y}.png", "SAT2SOUND_TILE_MAX_ZOOM": "18"})
+    assert cfg.tile_max_zoom == 18
+    with pytest.raises(ConfigError, match="SAT2SOUND_TILE_MAX_ZOOM"):
+        config.from_env({"SAT2SOUND_TILE_URL": "http://127.0.0.1:9/{z}/{x}/{y}.png", "SAT2SOUND_TILE_MAX_ZOOM": "x"})
+    with pytest.raises(ConfigError, match="the map can show"):  # a quadkey template: fine for chips, not for Leaflet
+        config.from_env({"SAT2SOUND_TILE_URL": "http://127.0.0.1:9/{q}.png"})

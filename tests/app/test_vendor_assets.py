@@ -37,11 +37,38 @@ def test_extract_writes_listed_files_only(tmp_path: Path) -> None:
     assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == ["pkg/a.js", "pkg/b.css"]
     assert (tmp_path / "pkg/a.js").read_bytes() == b"var a;"
     assert not list(tmp_path.rglob("secret.js")) and not list(tmp_path.rglob(".tmp-*"))
+    assert not list(tmp_path.rglob("*.tmp"))  # the temp files of sat2sound_core.common.files
+
+
+def test_vendored_files_are_readable_by_the_server(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    data = _tarball({"dist/a.js": b"var a;"})
+    asset = NpmAsset("pkg", "1.0.0", _integrity(data), {"dist/a.js": "pkg/a.js"}, {})
+    old = os.umask(0o022)
+    try:
+        (path,) = vendor_assets.extract(asset, data, tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_registry_mirror_comes_from_the_app_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.config import npm_registry
+
+    assert npm_registry({}) == "https://registry.npmjs.org"
+    assert npm_registry({"NPM_CONFIG_REGISTRY": "http://mirror.local/npm/"}) == "http://mirror.local/npm"
+    monkeypatch.setenv("NPM_CONFIG_REGISTRY", "http://mirror.local/npm/")
+    leaflet = next(a for a in vendor_assets.ASSETS if a.name == "leaflet")
+    assert leaflet.tarball_url == "http://mirror.local/npm/leaflet/-/leaflet-1.9.3.tgz"
 
 
 def test_tampered_tarball_is_refused() -> None:
     data = _tarball({"dist/a.js": b"var a;"})
     with pytest.raises(ValueError, match="integrity mismatch"):
+        vendor_assets.verify_integrity(data + b"x", _integrity(data))
+    with pytest.raises(vendor_assets.AssetError, match="NPM_CONFIG_REGISTRY"):  # a product error naming the fix
         vendor_assets.verify_integrity(data + b"x", _integrity(data))
 
 

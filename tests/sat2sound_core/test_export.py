@@ -139,3 +139,47 @@ def test_png_wav_and_captions(tmp_path: Path) -> None:
     assert doc["context"] == {"lat": 1.0} and doc["hits"][1]["row"] == 7
     with pytest.raises(InputError, match="unsupported"):
         write_hits(tmp_path / "hits.txt", hits)
+
+
+def test_exports_get_the_umask_mode_and_a_failed_write_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    import os
+    import stat
+
+    _, a, _ = _maps(mercator_chip())
+    old = os.umask(0o022)
+    try:
+        tif = write_geotiff(tmp_path / "m.tif", [a])
+        wav, side = write_audio(tmp_path / "c.wav", np.zeros(160), 16000, {"caption": "quiet"})
+        hits = write_hits(tmp_path / "h.csv", [Hit(1, 0.9, "wind", 4, True, 1)])
+        from sat2sound_core.export import write_png
+
+        png = write_png(tmp_path / "m.png", a, size=16)
+    finally:
+        os.umask(old)
+    for path in (tif, wav, side, hits, png):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path  # not mkstemp's 0600
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def refuse(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(InputError, match="No space left"):
+        write_geotiff(tmp_path / "late.tif", [a])
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no file, no temp file
+
+
+def test_geotiff_comes_from_the_one_raster_writer(monkeypatch) -> None:
+    import tiles.geotiff
+
+    calls = []
+    real = tiles.geotiff.write_raster
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("driver"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tiles.geotiff, "write_raster", spy)
+    _, a, _ = _maps(mercator_chip())
+    geotiff_bytes([a])
+    assert calls == ["COG"]

@@ -25,7 +25,7 @@ def test_the_custom_template_is_parsed_once_and_validated() -> None:
     assert imagery.custom_tiles({}) is None
     assert imagery.custom_provider({}) is None
     custom = imagery.custom_tiles({"SAT2SOUND_TILE_URL": " http://127.0.0.1:1/{z}/{x}/{y}.png "})
-    assert custom is not None and custom.url_template == "http://127.0.0.1:1/{z}/{x}/{y}.png"
+    assert custom is not None and custom.url == "http://127.0.0.1:1/{z}/{x}/{y}.png"
     assert "SAT2SOUND_TILE_ATTRIBUTION" in custom.attribution and custom.max_zoom == 19
     provider = imagery.custom_provider({"SAT2SOUND_TILE_URL": "http://127.0.0.1:1/{z}/{x}/{y}.png",
                                         "SAT2SOUND_TILE_ATTRIBUTION": "mine", "SAT2SOUND_TILE_MAX_ZOOM": "21"})
@@ -35,5 +35,5 @@ def test_the_custom_template_is_parsed_once_and_validated() -> None:
     for bad in ("19.5", "-1", "99", "deep"):
         with pytest.raises(ConfigError, match="SAT2SOUND_TILE_MAX_ZOOM"):
             imagery.custom_tiles({"SAT2SOUND_TILE_URL": "http://h/{z}/{x}/{y}.png", "SAT2SOUND_TILE_MAX_ZOOM": bad})
-    with pytest.raises(ImageryError, match="http or https"):
+    with pytest.raises(ConfigError, match="http or https"):
         imagery.custom_provider({"SAT2SOUND_TILE_URL": "ftp://h/{z}/{x}/{y}.png"})

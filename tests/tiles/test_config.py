@@ -56,3 +56,35 @@ def test_tiles_never_imports_sat2sound_core() -> None:
 
     code = "import sys, tiles, tiles.fetch, tiles.local; assert 'sat2sound_core' not in sys.modules, 'imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_custom_provider_is_parsed_once_and_validated() -> None:
+    from tiles.config import DEFAULT_CUSTOM_ATTRIBUTION, custom_provider_config
+
+    assert custom_provider_config({}) is None
+    assert custom_provider_config({"SAT2SOUND_TILE_URL": "  "}) is None
+    cfg = custom_provider_config({"SAT2SOUND_TILE_URL": " http://127.0.0.1:9/{z}/{x}/{y}.png "})
+    assert cfg is not None and cfg.url == "http://127.0.0.1:9/{z}/{x}/{y}.png"
+    assert (cfg.attribution, cfg.max_zoom) == (DEFAULT_CUSTOM_ATTRIBUTION, 19)
+    provider = cfg.provider()
+    assert (provider.name, provider.max_zoom, provider.attribution) == ("custom", 19, DEFAULT_CUSTOM_ATTRIBUTION)
+    cfg = custom_provider_config({"SAT2SOUND_TILE_URL": "http://h/{z}/{x}/{y}.png",
+                                  "SAT2SOUND_TILE_ATTRIBUTION": "© me", "SAT2SOUND_TILE_MAX_ZOOM": "20.0"})
+    assert cfg is not None and (cfg.attribution, cfg.max_zoom) == ("© me", 20)
+
+
+@pytest.mark.parametrize("zoom", ["nineteen", "19.5", "-1", "25", "nan"])
+def test_bad_custom_max_zoom_is_a_tiles_error_naming_the_fix(zoom: str) -> None:
+    from tiles.config import custom_provider_config
+
+    with pytest.raises(TilesConfigError, match=r"SAT2SOUND_TILE_MAX_ZOOM=.*whole number from 0 to 24"):
+        custom_provider_config({"SAT2SOUND_TILE_URL": "http://h/{z}/{x}/{y}.png", "SAT2SOUND_TILE_MAX_ZOOM": zoom})
+
+
+@pytest.mark.parametrize(("url", "hint"), [("http://h/tile.png", r"\{z\}, \{x\} and \{y\}"),
+                                           ("ftp://h/{z}/{x}/{y}.png", "http or https")])
+def test_bad_custom_template_is_a_tiles_error_naming_the_fix(url: str, hint: str) -> None:
+    from tiles.config import custom_provider_config
+
+    with pytest.raises(TilesConfigError, match=f"SAT2SOUND_TILE_URL.*{hint}"):
+        custom_provider_config({"SAT2SOUND_TILE_URL": url})

@@ -50,3 +50,39 @@ def test_write_raster_float_bytes_with_nan() -> None:
 def test_write_raster_rejects_bad_shapes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="bands, rows, cols"):
         tiles.write_raster(tmp_path / "x.tif", np.zeros((1, 2, 3, 4)), "EPSG:4326", tiles.target_grid("sentinel", 0, 0).transform)
+    with pytest.raises(tiles.TilesInputError, match="stack the bands along the first axis"):
+        tiles.write_raster(None, np.zeros(5), "EPSG:4326", tiles.target_grid("sentinel", 0, 0).transform)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_raster_file_mode_and_failed_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import stat
+
+    transform = tiles.target_grid("sentinel", 0, 0).transform
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "sub" / "r.tif"
+        assert tiles.write_raster(path, np.zeros((2, 8, 8), np.float32), "EPSG:4326", transform) is None
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # the umask's mode, not mkstemp's 0600
+
+    def refuse(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError, match="disk full"):
+        tiles.write_raster(tmp_path / "sub" / "late.tif", np.zeros((1, 8, 8), np.uint8), "EPSG:4326", transform)
+    assert [p.name for p in path.parent.iterdir()] == ["r.tif"]  # no file, no temp file
+
+
+def test_chip_arguments_raise_the_tiles_error(provider: XYZProvider, fetcher: tiles.TileFetcher) -> None:
+    chip = tiles.fetch_chip(45.0, 7.0, "sentinel", provider, fetcher=fetcher)
+    for bad in (0, 2.5, True):
+        with pytest.raises(tiles.TilesInputError, match=r"chip\.crop\(1\)"):
+            chip.crop(bad)
+        with pytest.raises(tiles.TilesError):
+            chip.footprints((bad,))
+    with pytest.raises(tiles.TilesInputError, match="n=14"):
+        chip.patch_grid(0)

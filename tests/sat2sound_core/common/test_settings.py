@@ -82,3 +82,57 @@ def test_switch_off_reads_performance_switches(monkeypatch) -> None:
     for value, off in (("0", True), (" Off ", True), ("false", True), ("no", True), ("1", False), ("", False)):
         monkeypatch.setenv("SAT2SOUND_CUDA_GRAPHS", value)
         assert switch_off("SAT2SOUND_CUDA_GRAPHS") is off, value
+
+
+# ----------------------------------------------------------------------------- device and precision defaults
+def test_device_and_precision_defaults_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sat2sound_core.common.settings import device_or_default, precision_or_default
+
+    monkeypatch.delenv("SAT2SOUND_DEVICE", raising=False)
+    monkeypatch.delenv("SAT2SOUND_PRECISION", raising=False)
+    get_settings.cache_clear()
+    assert (device_or_default(None, "cpu"), precision_or_default(None, "fp32")) == ("cpu", "fp32")
+    monkeypatch.setenv("SAT2SOUND_DEVICE", "auto")
+    monkeypatch.setenv("SAT2SOUND_PRECISION", "bf16")
+    get_settings.cache_clear()
+    try:
+        assert (device_or_default(None, "cpu"), precision_or_default(None, "fp32")) == ("auto", "bf16")
+        assert (device_or_default("cpu", "auto"), precision_or_default("fp32", "auto")) == ("cpu", "fp32")
+    finally:
+        get_settings.cache_clear()
+
+
+def test_load_model_and_engine_honour_sat2sound_precision(
+    product_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    import torch
+
+    from sat2sound_core.engine import Engine
+    from sat2sound_core.model.config import ModelConfig
+    from sat2sound_core.model.sat2sound import Sat2Sound
+    from sat2sound_core.weights import checkpoints as ck
+    from sat2sound_core.weights.loading import clear_model_cache, load_model
+
+    torch.manual_seed(0)
+    tiny = Sat2Sound(ModelConfig.tiny(name="tiny_test"))
+    path = ck.save_converted(tmp_path / "t.safetensors", tiny.state_dict(), dataclasses.asdict(tiny.config), "", "")
+    monkeypatch.delenv("SAT2SOUND_DEVICE", raising=False)
+    monkeypatch.delenv("SAT2SOUND_PRECISION", raising=False)
+    clear_model_cache()
+    try:
+        assert load_model(path, text_encoder=False).precision == "fp32"  # unset: the old default
+        engine = Engine(checkpoint=str(path))
+        assert (engine.precision, engine.device) == ("auto", "auto")
+        monkeypatch.setenv("SAT2SOUND_PRECISION", "bf16")
+        monkeypatch.setenv("SAT2SOUND_DEVICE", "cpu")
+        get_settings.cache_clear()
+        model = load_model(path, text_encoder=False)
+        assert model.precision == "bf16" and next(model.parameters()).device.type == "cpu"
+        engine = Engine(checkpoint=str(path))
+        assert (engine.precision, engine.device) == ("bf16", "cpu")
+        assert Engine(checkpoint=str(path), precision="fp32").precision == "fp32"  # an argument wins
+        assert load_model(path, precision="fp32", text_encoder=False).precision == "fp32"
+    finally:
+        clear_model_cache()

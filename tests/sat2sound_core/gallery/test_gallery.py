@@ -169,3 +169,39 @@ def test_audio_rows_stored_as_encoded_files(tmp_path: Path) -> None:
     np.testing.assert_allclose(samples[0], tone, atol=1e-6)
     with pytest.raises(InputError, match="cannot be decoded"):
         g.audio(1, scale=1)
+
+
+def test_build_from_csv_then_reembed_for_another_checkpoint(tmp_path: Path) -> None:
+    """A built gallery's stored recordings, re-embedded in batches for another checkpoint name, give
+    each row's own embedding; rows without audio stay zero; the cache holds whole .npy files only."""
+    import soundfile as sf
+
+    from sat2sound_core.gallery import build_gallery
+    from sat2sound_core.gallery.embed import encode_mels, mel
+    from tests.fixtures.tiny_model import tiny_model
+
+    model = tiny_model()
+    rate = 16000
+    lines = ["caption,audio,sample_id"]
+    for i in range(5):
+        if i != 2:
+            tone = 0.3 * np.sin(2 * np.pi * (200 + 50 * i) * np.arange(rate) / rate)
+            sf.write(tmp_path / f"c{i}.wav", np.stack([tone, tone], axis=1), rate)
+        lines.append(f"place {i},{'' if i == 2 else f'c{i}.wav'},s{i}")
+    (tmp_path / "g.csv").write_text("\n".join(lines) + "\n")
+    out = build_gallery(tmp_path / "g.csv", tmp_path / "g.h5", model, "tiny", batch_size=2)
+    built = Gallery(out)
+    assert built.checkpoint == "tiny" and built.rows == 5 and not built.has_audio(2) and built.has_audio(3)
+    other = built.for_checkpoint(model, "tiny-again", cache_dir=tmp_path / "cache", batch_size=3)
+    assert other.checkpoint == "tiny-again" and other is not built
+    got = np.asarray(other.embeddings("audio_embedding"))
+    for row in (0, 1, 3, 4):
+        clip = built.audio(row)
+        assert clip is not None and clip[1] == 32000  # stored resampled to the gallery rate
+        want = encode_mels(model, [mel(*clip)])[0]
+        np.testing.assert_allclose(got[row], want, rtol=1e-4, atol=1e-3 * np.abs(want).max())
+    assert not got[2].any()
+    cached = sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert cached == ["audio_embedding.npy", "text_embedding_zl1.npy", "text_embedding_zl3.npy",
+                      "text_embedding_zl5.npy"]
+    assert built.for_checkpoint(model, "tiny") is built  # already this checkpoint's embeddings

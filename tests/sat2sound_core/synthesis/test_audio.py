@@ -64,3 +64,15 @@ def test_shapes():
     assert Audio(np.zeros((2, 44100))).duration == 1.0
     with pytest.raises(InputError):
         Audio(np.zeros((1, 2, 3)))
+
+
+def test_saved_clips_get_the_umask_mode(tmp_path):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = _clip().save(tmp_path / "clip.wav")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(path.with_suffix(".json").stat().st_mode) == 0o644
