@@ -89,3 +89,24 @@ def test_bf16_keeps_the_residual_stream_and_layer_norms_on_their_kernels() -> No
     assert ops["sat2sound.window_attention.default"] == 0  # bf16 attention: PyTorch's
     assert ops["sat2sound.layer_norm.default"] > 0  # LayerNorms stay float32: native
     assert ops["mkldnn._linear_pointwise.binary"] == 0  # a bf16 GEMM is added to the float32 stream apart
+
+
+def test_processors_are_chosen_for_the_device() -> None:
+    """Off the CPU (here the meta device, standing in for a GPU) every module runs plain PyTorch and
+    the Swin blocks run in one piece; back on the CPU the fast paths return."""
+    from sat2sound_core.accel.modules import NativeLayerNorm, OneDNNLinear, TorchLayerNorm, TorchLinear
+    from sat2sound_core.accel.swin import SwinRunner
+
+    model = _model()
+
+    def kinds() -> set[type]:
+        return {type(m.processor) for m in model.modules() if isinstance(m, LayerNorm | Linear | WindowBlock)}
+
+    assert kinds() == {OneDNNLinear, NativeLayerNorm, SwinRunner}
+    assert {m.processor.chunk_rows for m in model.modules() if isinstance(m, WindowBlock)} == {
+        accel.options().swin_chunk_rows}
+    model.to("meta")
+    assert kinds() == {TorchLinear, TorchLayerNorm, SwinRunner}
+    assert {m.processor for m in model.modules() if isinstance(m, WindowBlock)} == {SwinRunner(None, native=False)}
+    model.to_empty(device="cpu")
+    assert kinds() == {OneDNNLinear, NativeLayerNorm, SwinRunner}
