@@ -148,32 +148,27 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
-def _audio_cpu_speedups(model: Sat2Sound, mels: torch.Tensor, repeats: int) -> dict:
+def _audio_cpu_speedups(model: Sat2Sound, mels: torch.Tensor, repeats: int) -> dict[str, object]:
     """fp32 audio time per batch with the CPU speed-ups of the audio tower switched off in turn: the
     native kernels (window attention, LayerNorm) and the prepacked GEMM weights. The configurations
     take turns, one call each per round, and each is summarised by its median, so a drift of the
     machine's speed during the run hits them all alike. The allocator setting is process-wide and cannot be switched back;
     ``allocator`` says which one this run used."""
+    from sat2sound_core import accel
     from sat2sound_core.accel import native
-    from sat2sound_core.accel import onednn as kernels
     from sat2sound_core.accel.allocator import allocator_status
 
     print(f"native kernels: {native.status()}; {allocator_status()}")
-    packing = kernels.packing_enabled()
-    variants = {"ours": (True, packing), "without native kernels": (False, packing),
-                "without packed weights": (True, False), "without both": (False, False)}
+    native_on, packing = accel.options().native_kernels, accel.options().packed_weights
+    variants = {"ours": (native_on, packing), "without native kernels": (False, packing),
+                "without packed weights": (native_on, False), "without both": (False, False)}
     times: dict[str, list[float]] = {label: [] for label in variants}
-    try:
-        for _ in range(repeats + 1):  # the first round warms every configuration up and is dropped
-            for label, (use_native, use_packing) in variants.items():
-                native.set_enabled(use_native)
-                kernels.set_packing(use_packing)
+    for _ in range(repeats + 1):  # the first round warms every configuration up and is dropped
+        for label, (use_native, use_packing) in variants.items():
+            with accel.override(native_kernels=use_native, packed_weights=use_packing):
                 start = time.perf_counter()
                 model.encode_audio(mels)
                 times[label].append(time.perf_counter() - start)
-    finally:
-        native.set_enabled(True)
-        kernels.set_packing(packing)
     median = {label: statistics.median(t[1:]) for label, t in times.items()}
     result: dict[str, object] = {"allocator": allocator_status(), "native": native.status(),
                                  "median_seconds_per_batch": median}

@@ -20,7 +20,7 @@ import ctypes.util
 import logging
 import sys
 
-from sat2sound_core.common.settings import switch_off
+from sat2sound_core.accel.options import options
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def tune_allocator() -> bool:
     if _tuned is not None:
         return _tuned
     _tuned = False
-    if switch_off("SAT2SOUND_TUNE_MALLOC") or not sys.platform.startswith("linux"):
+    if not options().tune_malloc or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

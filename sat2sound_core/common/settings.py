@@ -21,12 +21,6 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def switch_off(name: str) -> bool:
-    """True when the on/off environment variable ``name`` (a performance switch such as
-    ``SAT2SOUND_FUSED_LINEAR``, default on) is set to 0, false, no or off."""
-    return os.environ.get(name, "1").strip().lower() in _FALSE - {""}
-
-
 def _default_home() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "sat2sound"
@@ -97,6 +91,53 @@ class Settings:
         loopback Hub set while the process runs is used by the next download.
         """
         return os.environ.get("HF_ENDPOINT") or None
+
+    # performance switches: sat2sound_core.accel.options() turns them into one frozen object
+    fused_linear: bool = field(
+        default=True,
+        metadata={"help": "CPU linear layers as oneDNN GEMMs with the bias, GELU or residual add fused in "
+                          "(0: plain F.linear, for debugging)"},
+    )
+    packed_weights: bool = field(
+        default=True,
+        metadata={"help": "keep oneDNN-blocked copies of the audio tower's and codebook's GEMM weights on a "
+                          "CPU (0 saves their memory: 145 MiB in fp32)"},
+    )
+    native_kernels: bool = field(
+        default=True,
+        metadata={"help": "the audio tower's native CPU kernels (window attention, LayerNorm), built into "
+                          "HOME/kernels/ (0 turns them off; see docs/weights.md)"},
+    )
+    swin_chunk_rows: int = field(
+        default=4096,
+        metadata={"help": "tokens per piece of an audio-tower Swin block on a CPU (measured best on the "
+                          "2-core machine)"},
+    )
+    cuda_graphs: bool = field(
+        default=True,
+        metadata={"help": "replay TangoFlux's transformer step as a CUDA graph on a GPU (0 runs it eagerly)"},
+    )
+    tune_malloc: bool = field(
+        default=True,
+        metadata={"help": "raise glibc's allocator thresholds in the CLI, app and benchmarks (0 keeps its "
+                          "defaults; see sat2sound_core/accel/allocator.py)"},
+    )
+
+    def __post_init__(self) -> None:
+        rows = self.swin_chunk_rows
+        try:
+            value = int(str(rows).strip()) if not isinstance(rows, bool) else -1
+        except ValueError:
+            value = -1
+        if value < 1:
+            raise ConfigError(f"{PREFIX}SWIN_CHUNK_ROWS={rows!r} is not a positive whole number of tokens "
+                              "(default 4096).")
+        object.__setattr__(self, "swin_chunk_rows", value)  # the environment gives it as text
+
+    @property
+    def cxx(self) -> str | None:
+        """The C++ compiler the native kernels are built with: ``$CXX``, or None (then ``c++``, ``g++``)."""
+        return os.environ.get("CXX", "").strip() or None
 
 
 def _parse(name: str, raw: str, default: object) -> object:

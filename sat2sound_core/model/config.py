@@ -1,6 +1,6 @@
 """Architecture sizes of a Sat2Sound model and the per-source imagery constants.
 
-The defaults are the official values (MODEL.md §2–§8); :meth:`ModelConfig.tiny` gives a model with
+The defaults are the official checkpoints' values; :meth:`ModelConfig.tiny` gives a model with
 the same structure that builds and runs in milliseconds for unit tests. The imagery constants
 (`GSD`, `TILE_SIZE`, `SOURCE_SIZE`, `ALLOWED_SCALES`) are shared with the image transform.
 """
@@ -27,7 +27,7 @@ ALLOWED_SCALES: dict[str, tuple[int, ...]] = {
     "googleEarth": (1,),
 }
 
-#: metadata tokens in the order the official model emits them (MODEL.md §5)
+#: metadata tokens in the order the official model appends them after the image tokens
 METADATA_TOKEN_ORDER: tuple[str, ...] = ("asource", "tsource", "latlong", "month", "time")
 #: the metadata_type strings of the official configs
 METADATA_TYPES: tuple[str, ...] = (
@@ -176,7 +176,7 @@ class ModelConfig:
     @property
     def htsat_final_grid(self) -> int:
         """Side of the last HTS-AT stage's token grid (8 officially)."""
-        return self.htsat_spec_size // self.htsat_patch // 2 ** (len(self.htsat_depths) - 1)
+        return self.htsat_spec_size // self.htsat_patch // int(2 ** (len(self.htsat_depths) - 1))
 
     @property
     def n_audio_frames(self) -> int:

@@ -1,4 +1,4 @@
-"""Metadata embedders and the early-fusion transformer (MODEL.md §5), evaluation semantics.
+"""Metadata embedders and the early-fusion transformer, evaluation semantics.
 
 The official fuser is an ``nn.TransformerEncoder`` (post-norm, GELU, 8 heads) over the image tokens
 followed by the metadata tokens. In official evaluation PyTorch's fast path drops key-padded
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sat2sound_core.accel.onednn import Linear, linear, linear_gelu
+from sat2sound_core.accel.modules import Linear, linear
 from sat2sound_core.model.config import ModelConfig
 from sat2sound_core.preprocess.metadata import MetadataBatch
 
@@ -26,7 +26,8 @@ class SourceEmbed(nn.Module):
         self.source_embed = nn.Embedding(n, dim)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.source_embed(codes)
+        out: torch.Tensor = self.source_embed(codes)
+        return out
 
 
 class CyclicEmbed(nn.Module):
@@ -38,7 +39,7 @@ class CyclicEmbed(nn.Module):
         self.fc2 = Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(linear_gelu(x, self.fc1))
+        return self.fc2(self.fc1(x, activation="gelu"))
 
 
 class MetaEmbed(nn.Module):
@@ -113,7 +114,8 @@ class FuserLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor:
         x = self.norm1(x + self.self_attn(x, key_valid))
-        return self.norm2(x + self.linear2(linear_gelu(x, self.linear1)))
+        out: torch.Tensor = self.norm2(x + self.linear2(self.linear1(x, activation="gelu")))
+        return out
 
 
 class TransformerEncoder(nn.Module):
@@ -161,4 +163,5 @@ class SatEncoder(nn.Module):
         self.meta_fuser = MetaFuser(config)
 
     def forward(self, image_tokens: torch.Tensor, meta: MetadataBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.meta_fuser(image_tokens, meta)
+        fused: tuple[torch.Tensor, torch.Tensor] = self.meta_fuser(image_tokens, meta)
+        return fused

@@ -1,4 +1,4 @@
-"""HTS-AT audio tower returning 32 time-ordered frame tokens from its value path (MODEL.md §8.2).
+"""HTS-AT audio tower returning 32 time-ordered frame tokens from its value path.
 
 The mel (B,1001,64) goes through ``bn0`` (running statistics), a bicubic stretch to 1024 frames, a
 fold into a 256×256 image, a 4×4 patch embedding and four Swin stages. Sat2Sound uses only the
@@ -6,22 +6,20 @@ fold into a 256×256 image, a 4×4 patch embedding and four Swin stages. Sat2Sou
 then the final LayerNorm, and pools the 8×8 grid to 32 frames in time order. That last block's
 attention (q/k), its MLP, ``tscam_conv``, ``head`` and the torchlibrosa front end are never computed;
 the last block keeps only the value slice of the official qkv (``attn.v_proj``).
+
+How the blocks run on a device (in cache-sized pieces on a CPU, which attention kernel) is chosen in
+:mod:`sat2sound_core.accel.swin`; the modules here only say what they compute.
 """
 
 from __future__ import annotations
-
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sat2sound_core.accel import native
-from sat2sound_core.accel.onednn import Linear, layer_norm, linear, linear_add, linear_gelu, prepack
+from sat2sound_core.accel.modules import LayerNorm, Linear, Mlp, linear, prepack
+from sat2sound_core.accel.swin import WindowBlock, WindowKernel
 from sat2sound_core.model.config import ModelConfig
-from sat2sound_core.model.vit import Mlp
 
 
 def relative_position_index(window: int) -> torch.Tensor:
@@ -97,28 +95,6 @@ def _set_index_buffer(module: nn.Module, name: str, value: torch.Tensor | None) 
         module.register_buffer(name, value, persistent=False)
 
 
-@dataclass(frozen=True)
-class NativeBias:
-    """The bias as the native kernel reads it: ``rel_t`` (heads, N, NP), ``mask_t`` (M, N, NP) (M = 0
-    without a shift) and the mask index of the call's first window."""
-
-    rel_t: torch.Tensor
-    mask_t: torch.Tensor
-    first: int = 0
-
-    def at(self, first: int) -> NativeBias:
-        return NativeBias(self.rel_t, self.mask_t, first)
-
-
-def use_native(x: torch.Tensor, attn: WindowAttention) -> bool:
-    """Whether ``attn`` runs on the native kernel for tokens ``x``: float32 on the CPU, inference (the
-    kernel has no backward), windows of at most 64 tokens, and the kernel built for this machine."""
-    return (x.device.type == "cpu" and attn.qkv.weight.dtype == torch.float32
-            and attn.window * attn.window <= native.MAX_TOKENS
-            and not (torch.is_grad_enabled() and attn.qkv.weight.requires_grad)
-            and native.available())
-
-
 class WindowAttention(nn.Module):
     """Window self-attention with a learned relative-position bias (official buffer names)."""
 
@@ -131,12 +107,10 @@ class WindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
         self.relative_position_index: torch.Tensor
         self.register_buffer("relative_position_index", relative_position_index(window))
-        self._bias_cache: dict[tuple[object, ...], torch.Tensor | NativeBias] = {}
 
     def reset_constants(self) -> None:
         """Recompute the constant index buffer (after ``to_empty``)."""
         self.relative_position_index.copy_(relative_position_index(self.window))
-        self._bias_cache.clear()
 
     def bias(self, mask: torch.Tensor | None) -> torch.Tensor:
         """(1 or nW, heads, N, N) float32 additive bias: relative positions (+ shift mask)."""
@@ -149,105 +123,15 @@ class WindowAttention(nn.Module):
             bias = bias + mask[:, None]
         return bias.contiguous()
 
-    def _cached(self, tag: tuple[object, ...], mask: torch.Tensor | None,
-                make: Callable[[], torch.Tensor | NativeBias]) -> torch.Tensor | NativeBias:
-        """``make()`` computed once per parameter version (and mask) under ``tag``: the bias is a
-        constant at inference."""
-        table = self.relative_position_bias_table
-        key: tuple[object, ...] = (*tag, table.device, table.data_ptr(), table._version,
-                                   self.relative_position_index._version)
-        if mask is not None:
-            key += (mask.data_ptr(), mask._version)
-        cached = self._bias_cache.get(key)
-        if cached is None:
-            with torch.inference_mode(False), torch.no_grad():
-                cached = make()
-            if len(self._bias_cache) > 4:
-                self._bias_cache.clear()
-            self._bias_cache[key] = cached
-        return cached
-
-    def constant_bias(self, mask: torch.Tensor | None, dtype: torch.dtype, repeat: int = 1) -> torch.Tensor:
-        """:meth:`bias` in ``dtype`` (its window axis tiled ``repeat`` times), computed once per
-        parameter version: it is a constant at inference."""
-        if torch.is_grad_enabled() and self.relative_position_bias_table.requires_grad:
-            return self.bias(mask).to(dtype).repeat(repeat, 1, 1, 1)  # autograd must see the table
-        cached = self._cached((dtype, repeat), mask, lambda: self.bias(mask).to(dtype).repeat(repeat, 1, 1, 1))
-        assert isinstance(cached, torch.Tensor)
-        return cached
-
-    def native_bias(self, mask: torch.Tensor | None) -> NativeBias:
-        """:meth:`bias` in the native kernel's layout (relative positions and mask kept apart, so a
-        shifted block reads one mask per window instead of one bias per window and head), cached
-        like :meth:`constant_bias`."""
-
-        def make() -> NativeBias:
-            rel_t = native.transposed_bias(self.bias(None)[0])
-            n = self.window * self.window
-            mask_t = native.transposed_bias(mask) if mask is not None else rel_t.new_zeros((0, n, rel_t.shape[-1]))
-            return NativeBias(rel_t, mask_t)
-
-        cached = self._cached(("native",), mask, make)
-        assert isinstance(cached, NativeBias)
-        return cached
-
-    def forward(self, tokens: torch.Tensor, bias: torch.Tensor | NativeBias,
+    def forward(self, tokens: torch.Tensor, windows: WindowKernel,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
-        """(R, C) tokens of R/N whole windows (row-major inside a window) and their (R/N or 1, heads,
-        N, N) bias (or a :class:`NativeBias` for the native kernel) → ``proj`` of the attended tokens,
-        plus ``residual`` (fused into the projection)."""
-        rows, c = tokens.shape
-        h, n = self.heads, self.window * self.window
-        qkv = self.qkv(tokens)
-        if isinstance(bias, NativeBias):
-            out = native.window_attention(qkv.contiguous(), bias.rel_t, bias.mask_t, bias.first,
-                                          (c // h) ** -0.5)
-            return self.proj(out) if residual is None else linear_add(out, self.proj, residual)
-        # windows form the batch axis; q/k/v stay strided views of the qkv output (no copies) and
-        # the output comes back token-major
-        windows = rows // n
-        t = qkv.reshape(windows, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
-        per_item = bias.shape[0]
-        if per_item in (1, windows):
-            out = F.scaled_dot_product_attention(t[0], t[1], t[2], attn_mask=bias)
-        else:
-            # the bias holds one item's windows: fold them into the head axis so it broadcasts over
-            # the items instead of being tiled (q/k/v are copied into that layout once)
-            q, k, v = (part.reshape(windows // per_item, per_item * h, n, c // h) for part in t)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.reshape(1, per_item * h, n, n))
-            out = out.reshape(windows, h, n, c // h)
-        out = out.transpose(1, 2).reshape(rows, c)
-        if residual is None:
-            return self.proj(out)
-        return linear_add(out, self.proj, residual)
+        """(R, C) tokens of R/N whole windows (row-major inside a window) → ``residual + proj(a)``, where
+        ``a`` is the attention inside each window, ``softmax(q·kᵀ/√d + bias)·v`` per head, computed by
+        ``windows`` (which holds this module's :meth:`bias` for these windows)."""
+        return self.proj(windows(self.qkv(tokens), self.heads), residual=residual)
 
 
-#: tokens per chunk of a Swin block (whole windows): the chunk's activations, its 4×-wide MLP hidden
-#: included, stay in the CPU caches instead of streaming through memory between the GEMMs (measured on
-#: the 2-core benchmark machine: the stage-0 MLP ~1.4× and the stage-1 MLP ~1.2× faster; 1024- to
-#: 8192-token chunks all gain about that much, and fewer, larger chunks mean fewer parallel regions,
-#: which matters when other processes share the cores)
-_CHUNK_ROWS = max(1, int(os.environ.get("SAT2SOUND_SWIN_CHUNK_ROWS", "4096")))
-
-
-def chunked(device: torch.device) -> bool:
-    """Whether Swin blocks run in cache-sized chunks on ``device``: on CPUs, where it pays; a GPU runs
-    each block in one piece, since there every chunk would only add kernel launches."""
-    return device.type == "cpu" and not _ONE_PIECE
-
-
-#: run every device in one piece (tests compare the two layouts on the CPU)
-_ONE_PIECE = False
-
-
-def _largest_divisor(total: int, limit: int) -> int:
-    limit = max(1, min(total, limit))
-    while total % limit:
-        limit -= 1
-    return limit
-
-
-class SwinBlock(nn.Module):
+class SwinBlock(WindowBlock):
     """Swin block: (shifted) window attention and MLP, both pre-norm residual.
 
     It works on (B, L, C) tokens held in its own window layout (:attr:`order`: the map position of
@@ -260,9 +144,9 @@ class SwinBlock(nn.Module):
                  eps: float) -> None:
         super().__init__()
         self.window, self.shift, self.side = window, shift, side
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.norm1 = LayerNorm(dim, eps=eps)
         self.attn = WindowAttention(dim, heads, window)
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.norm2 = LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, dim * mlp_ratio)
         self.attn_mask: torch.Tensor | None
         if shift:
@@ -279,58 +163,19 @@ class SwinBlock(nn.Module):
         self.order.copy_(window_order(self.side, self.window, self.shift))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, L, C) in :attr:`order` layout → same layout.
+        """(B, L, C) in :attr:`order` layout → same layout: :meth:`step` on the tokens.
 
-        Windows are independent and everything else is per token, so the block runs on chunks of
-        whole windows (within one item when shift masks differ per window) sized by
-        :data:`_CHUNK_ROWS`; the results are the same as in one piece.
+        Windows are independent and everything else is per token, so the block's runner (chosen for
+        its device, :mod:`sat2sound_core.accel.swin`) may run :meth:`step` on pieces of whole windows;
+        the result is the same as in one piece.
         """
-        b, length, c = x.shape
-        n = self.window * self.window
-        nw = length // n
-        flat = x.reshape(b * length, c)
-        if use_native(x, self.attn):
-            # the kernel takes any run of whole windows: the mask index follows the window position
-            native_bias = self.attn.native_bias(self.attn_mask)
-            chunk = b * nw if not chunked(x.device) else _largest_divisor(b * nw, max(1, _CHUNK_ROWS // n))
-            return self._chunks(flat, chunk * n, lambda start: native_bias.at((start // n) % nw)
-                                ).reshape(b, length, c)
-        per_window = self.attn_mask is not None and nw > 1
-        if not chunked(x.device):  # one piece; a per-window bias broadcasts over the items
-            bias = self.attn.constant_bias(self.attn_mask, self.attn.qkv.weight.dtype)
-            return self._run(flat, bias).reshape(b, length, c)
-        want = max(1, _CHUNK_ROWS // n)
-        if per_window and want >= nw:
-            repeat = _largest_divisor(b, want // nw)
-            chunk = repeat * nw
-        elif per_window:
-            repeat, chunk = 1, _largest_divisor(nw, want)
-        else:
-            repeat, chunk = 1, _largest_divisor(b * nw, want)
-        bias = self.attn.constant_bias(self.attn_mask, self.attn.qkv.weight.dtype, repeat)
+        return self.processor(self, x)
 
-        def part(start: int) -> torch.Tensor:
-            if bias.shape[0] > chunk:
-                first = (start // n) % nw
-                return bias[first:first + chunk]
-            return bias
-
-        return self._chunks(flat, chunk * n, part).reshape(b, length, c)
-
-    def _chunks(self, flat: torch.Tensor, rows: int,
-                bias_at: Callable[[int], torch.Tensor | NativeBias]) -> torch.Tensor:
-        """:meth:`_run` on consecutive ``rows``-row pieces of ``flat`` (R, C), each with the bias
-        ``bias_at(first row)``."""
-        if rows >= flat.shape[0]:
-            return self._run(flat, bias_at(0))
-        out = torch.empty_like(flat)
-        for start in range(0, flat.shape[0], rows):
-            out[start:start + rows] = self._run(flat[start:start + rows], bias_at(start))
-        return out
-
-    def _run(self, x: torch.Tensor, bias: torch.Tensor | NativeBias) -> torch.Tensor:
-        x = self.attn(layer_norm(x, self.norm1), bias, residual=x)
-        return linear_add(linear_gelu(layer_norm(x, self.norm2), self.mlp.fc1), self.mlp.fc2, x)
+    def step(self, x: torch.Tensor, windows: WindowKernel) -> torch.Tensor:
+        """The block on (R, C) rows of whole windows: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``
+        (each residual add fused into the layer's output projection where the device allows)."""
+        x = self.attn(self.norm1(x), windows, residual=x)
+        return self.mlp(self.norm2(x), residual=x)
 
 
 class ValueProjection(nn.Module):
@@ -341,9 +186,10 @@ class ValueProjection(nn.Module):
         self.v_proj = Linear(dim, dim)
         self.proj = Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # no attention mixing: window partition/shift are token permutations that cancel out
-        return self.proj(self.v_proj(x))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``residual + proj(V(x))``: no attention mixing, since window partition and shift are token
+        permutations that cancel out."""
+        return self.proj(self.v_proj(x), residual=residual)
 
 
 class ValuePathBlock(nn.Module):
@@ -351,13 +197,13 @@ class ValuePathBlock(nn.Module):
 
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.norm1 = LayerNorm(dim, eps=eps)
         self.attn = ValueProjection(dim)
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.norm2 = LayerNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = linear_add(self.attn.v_proj(layer_norm(x, self.norm1)), self.attn.proj, x)
-        return v + layer_norm(v, self.norm2)
+        v: torch.Tensor = self.attn(self.norm1(x), residual=x)
+        return v + self.norm2(v)
 
 
 class PatchMerging(nn.Module):
@@ -365,21 +211,15 @@ class PatchMerging(nn.Module):
 
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(4 * dim, eps=eps)
+        self.norm = LayerNorm(4 * dim, eps=eps)
         self.reduction = Linear(4 * dim, 2 * dim, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B,H,W,C) map → (B,H/2,W/2,2C): one strided copy (row offset fastest) instead of 4 slices."""
-        b, h, w, c = x.shape
-        x = x.reshape(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(b, h // 2, w // 2, 4 * c)
-        return self.reduction(layer_norm(x, self.norm)).float()  # keep the residual stream float32
-
-    def merge_tokens(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """(B, L, C) tokens in any layout → (B, L/4, 2C): ``index`` (from :func:`merge_index`) picks
         the four sources of every merged token, so merging and the next layout are one gather."""
         b, length, c = x.shape
         x = gather_tokens(x, index).reshape(b, length // 4, 4 * c)
-        return self.reduction(layer_norm(x, self.norm)).float()
+        return self.reduction(self.norm(x)).float()  # keep the residual stream float32
 
 
 class SwinStage(nn.Module):
@@ -423,7 +263,7 @@ class SwinStage(nn.Module):
             x = block(x)
         if self.downsample is not None:
             assert self.merge is not None
-            x = self.downsample.merge_tokens(x, self.merge)
+            x = self.downsample(x, self.merge)
         return x
 
 
@@ -434,14 +274,9 @@ class HTSATPatchEmbed(nn.Module):
         super().__init__()
         self.patch = patch
         self.proj = nn.Conv2d(1, dim, kernel_size=patch, stride=patch)
-        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.norm = LayerNorm(dim, eps=eps)
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        """(B,1,S,S) → (B, S/p, S/p, dim)."""
-        g = img.shape[-1] // self.patch
-        return self.tokens(img, None).reshape(img.shape[0], g, g, -1)
-
-    def tokens(self, img: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, img: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
         """(B,1,S,S) → (B, (S/p)², dim) tokens, row-major or in ``order`` (map positions)."""
         b = img.shape[0]
         p, g = self.patch, img.shape[-1] // self.patch
@@ -449,8 +284,8 @@ class HTSATPatchEmbed(nn.Module):
         if order is not None:
             patches = gather_tokens(patches, order)
         weight = self.proj.weight.reshape(self.proj.out_channels, -1)
-        x = linear(patches, weight, self.proj.bias)
-        return layer_norm(x.float(), self.norm)
+        x = linear(patches, weight, self.proj.bias)  # a stride == kernel convolution is one GEMM
+        return self.norm(x.float())
 
 
 class FrozenBatchNorm(nn.Module):
@@ -560,10 +395,12 @@ class HTSAT(nn.Module):
             stages.append(SwinStage(config, s, side, last=s == n_stages - 1))
             side //= 2
         self.layers = nn.ModuleList(stages)
-        self.norm = nn.LayerNorm(config.audio_frame_dim, eps=config.htsat_eps)
+        self.norm = LayerNorm(config.audio_frame_dim, eps=config.htsat_eps)
         self.patch_order: torch.Tensor | None
         self.exit_order: torch.Tensor | None
         self._set_plan()
+        # its GEMMs are narrow (96 to 768 wide) and many: on a CPU, oneDNN-blocked weights pay here
+        prepack(self)
 
     def _set_plan(self) -> None:
         patch_order, entries, merges, exit_index = _layout_plan(self.config)
@@ -580,7 +417,7 @@ class HTSAT(nn.Module):
     def fold(self, mel: torch.Tensor) -> torch.Tensor:
         """(B,T,F) mel → bn0 → bicubic time stretch → (B,1,S,S) image (row = chunk·F + mel)."""
         cfg = self.config
-        x = self.bn0(mel.float().unsqueeze(1))  # (B,1,T,F), statistics per mel bin
+        x: torch.Tensor = self.bn0(mel.float().unsqueeze(1))  # (B,1,T,F), statistics per mel bin
         if x.shape[2] < cfg.htsat_frames:
             x = F.interpolate(x, (cfg.htsat_frames, x.shape[3]), mode="bicubic", align_corners=True)
         b, ratio = x.shape[0], cfg.htsat_freq_ratio
@@ -589,14 +426,12 @@ class HTSAT(nn.Module):
         return x.reshape(b, 1, ratio * cfg.mel_bins, cfg.htsat_frames // ratio)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        if mel.device.type == "cpu":
-            prepack(self)  # blocked GEMM weights for this tower's CPU calls (cheap after the first time)
-        x = self.patch_embed.tokens(self.fold(mel), self.patch_order)
+        x = self.patch_embed(self.fold(mel), self.patch_order)
         for stage in self.layers:
             x = stage(x)
         if self.exit_order is not None:
             x = gather_tokens(x, self.exit_order)
-        v = layer_norm(x, self.norm)  # (B, G·G, C) row-major, value path of the last block
+        v = self.norm(x)  # (B, G·G, C) row-major, value path of the last block
         b, c = v.shape[0], v.shape[-1]
         g = self.config.htsat_final_grid
         ratio = self.config.htsat_freq_ratio
@@ -621,4 +456,5 @@ class AudioEncoder(nn.Module):
         self.model = AudioModel(config)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.model.audio_enc(mel)
+        frames: torch.Tensor = self.model.audio_enc(mel)
+        return frames

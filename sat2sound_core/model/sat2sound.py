@@ -1,7 +1,7 @@
 """The Sat2Sound model: image, audio and text towers meeting in one sparse codebook.
 
 :class:`Sat2Sound` computes what the official ``sat2soundModel.get_embeds`` computes in evaluation
-(MODEL.md §1–§8) and keeps the official state_dict names, so an official checkpoint loads after
+and keeps the official state_dict names, so an official checkpoint loads after
 :meth:`Sat2Sound.convert_official_state_dict` (which only drops known-dead tensors and slices the
 value part of the last HTS-AT block's qkv). Every ``encode_*`` returns an :class:`Encoding`.
 """
@@ -12,9 +12,9 @@ import contextlib
 import numbers
 import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -30,6 +30,14 @@ from sat2sound_core.preprocess.metadata import Metadata, MetadataBatch, encode_m
 PRECISIONS = ("fp32", "bf16")
 _PRECISION_ALIASES = {"fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16"}
 _HTSAT = "audio_encoder.model.audio_enc"
+
+
+class TextEncoding(Protocol):
+    """What :attr:`Sat2Sound.text_encoder` holds: FLAN-T5 hidden states and the token mask of texts."""
+
+    def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``texts`` → (hidden (B, L, 1024) float32, mask (B, L) bool, True for real tokens)."""
+        ...
 
 
 @dataclass
@@ -89,7 +97,7 @@ class Sat2Sound(nn.Module):
                     reset(module)
         else:
             self._build()
-        self._text_encoder: Any = None
+        self._text_encoder: TextEncoding | None = None
         self._precision = "fp32"
         self.register_load_state_dict_post_hook(self._refresh_score_codebook)
         self.eval()
@@ -103,16 +111,16 @@ class Sat2Sound(nn.Module):
 
     # ------------------------------------------------------------------ text encoder attachment
     @property
-    def text_encoder(self) -> Any:
+    def text_encoder(self) -> TextEncoding | None:
         """The attached text encoder (``encode(texts) -> (hidden, mask)``) or None."""
         return self._text_encoder
 
-    def __setattr__(self, name: str, value: Any) -> None:
+    def __setattr__(self, name: str, value: object) -> None:
         # keep the text encoder out of _modules so it never enters state_dict/precision casts
         if name == "text_encoder":
             object.__setattr__(self, "_text_encoder", value)
             return
-        super().__setattr__(name, value)
+        super().__setattr__(name, value)  # type: ignore[arg-type]  # nn.Module's annotation is narrower than what it takes
 
     # ------------------------------------------------------------------ state_dict conversion
     def unused_key_patterns(self) -> tuple[str, ...]:
@@ -200,12 +208,12 @@ class Sat2Sound(nn.Module):
         self._precision = "bf16"
         return self
 
-    def _refresh_score_codebook(self, *_: Any) -> None:
+    def _refresh_score_codebook(self, *_: object) -> None:
         # the bf16 copy of the codebook follows loads and device moves of the float32 master
         if self.fdt.score_codebook is not None:
             self.fdt.score_codebook = self.fdt.space_dict.detach().to(torch.bfloat16)
 
-    def _apply(self, fn: Any, recurse: bool = True) -> Sat2Sound:
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Sat2Sound:
         super()._apply(fn, recurse)
         self._refresh_score_codebook()
         return self
@@ -329,7 +337,8 @@ class Sat2Sound(nn.Module):
                 f"got {tuple(mels.shape)}"
             )
         with self._compute():
-            return self.audio_encoder(x).float()
+            frames: torch.Tensor = self.audio_encoder(x)
+            return frames.float()
 
     def encode_audio(self, mels: torch.Tensor, return_token_scores: bool = False) -> Encoding:
         """Embed 10-s log-mel spectrograms (B, 1001, 64) (the output of ``log_mel``)."""
@@ -369,7 +378,7 @@ class Sat2Sound(nn.Module):
         """Embed FLAN-T5 encoder hidden states (B, L, 1024) with their token mask (B, L) bool.
 
         The official multiplicative mask is kept: padded tokens score exactly 0 and still take part
-        in the max-pool (MODEL.md §7, §12.4).
+        in the max-pool, as in the official evaluation.
         """
         cfg = self.config
         h = self._float_tensor(hidden, "hidden states")

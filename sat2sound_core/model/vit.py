@@ -1,4 +1,4 @@
-"""SatMAE ViT-B/16 image tower with the GSD-aware positional embedding and the projector (MODEL.md §4).
+"""SatMAE ViT-B/16 image tower with the GSD-aware positional embedding and the projector.
 
 No class token and no final LayerNorm (the official subclass deletes them). The positional embedding
 is recomputed per sample from the ground resolution ``scale × GSD`` in float32, column block first,
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sat2sound_core.accel.onednn import Linear, linear, linear_gelu
+from sat2sound_core.accel.modules import Linear, Mlp, linear
 from sat2sound_core.model.config import GSD, ModelConfig
 
 
@@ -64,18 +64,6 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
-class Mlp(nn.Module):
-    """Linear → exact GELU → Linear."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = Linear(dim, hidden)
-        self.fc2 = Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(linear_gelu(x, self.fc1))
-
-
 class Block(nn.Module):
     """Pre-norm transformer block: ``x += attn(LN1(x)); x += mlp(LN2(x))``."""
 
@@ -124,7 +112,7 @@ class SatViT(nn.Module):
 
     def forward(self, images: torch.Tensor, resolution: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) images and (B,) metres/pixel → (B, grid², dim) tokens (float32 residual stream)."""
-        x = self.patch_embed(images).float()
+        x: torch.Tensor = self.patch_embed(images).float()
         x = x + gsd_sincos_pos_embed(self.dim, self.grid, resolution)
         for block in self.blocks:
             x = block(x)
@@ -140,7 +128,7 @@ class Projector(nn.Module):
         self.linear2 = Linear(out_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear2(linear_gelu(x, self.linear1))
+        return self.linear2(self.linear1(x, activation="gelu"))
 
 
 class SatMAEBackbone(nn.Module):
@@ -153,4 +141,5 @@ class SatMAEBackbone(nn.Module):
 
     def forward(self, images: torch.Tensor, resolution: torch.Tensor) -> torch.Tensor:
         """Images → projected patch tokens (B, grid², fc_dim)."""
-        return self.projector(self.backbone(images, resolution))
+        tokens: torch.Tensor = self.projector(self.backbone(images, resolution))
+        return tokens

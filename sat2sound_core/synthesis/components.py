@@ -186,16 +186,13 @@ def build_transformer(config: TangoFluxConfig) -> nn.Module:
 
 
 def use_onednn_linear(module: nn.Module) -> nn.Module:
-    """Make every plain ``nn.Linear`` in ``module`` a :class:`sat2sound_core.accel.onednn.Linear`
+    """Make every plain ``nn.Linear`` in ``module`` a :class:`sat2sound_core.accel.modules.Linear`
     (same parameters and state_dict; still an ``nn.Linear``), whose forward is one oneDNN GEMM with
     the bias fused on a CPU and ``F.linear`` elsewhere. On this project's CPU that made a real-size
     Flux step 16 % faster (5.8 s → 4.9 s) and moved its output by 8e-7 relative. Returns ``module``."""
-    from sat2sound_core.accel.onednn import Linear
+    from sat2sound_core.accel.modules import use_accel_linear
 
-    for child in module.modules():
-        if type(child) is nn.Linear:
-            child.__class__ = Linear
-    return module
+    return use_accel_linear(module)
 
 
 def build_vae(config: TangoFluxConfig) -> nn.Module:

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from sat2sound_core.accel.options import options
 from sat2sound_core.common.errors import InputError
 from sat2sound_core.common.progress import CancelToken, ProgressCallback
-from sat2sound_core.common.settings import switch_off
 from sat2sound_core.synthesis.components import HOP, SAMPLE_RATE
 
 # Measured on the Oobleck decoder (docs/synthesis.md, tests/sat2sound_core/synthesis/test_decode.py): a
@@ -91,11 +91,6 @@ def position_ids(frames: int, text_tokens: int, device: torch.device) -> tuple[t
 
 StepHook = Callable[[int, dict[str, torch.Tensor]], None]
 StepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def cuda_graphs_enabled() -> bool:
-    """``SAT2SOUND_CUDA_GRAPHS`` (default on): replay the transformer step as a CUDA graph on a GPU."""
-    return not switch_off("SAT2SOUND_CUDA_GRAPHS")
 
 
 class GraphedStep:
@@ -194,7 +189,7 @@ def flow_sample(
             return_dict=False,
         )[0]
 
-    use_graph = cuda_graphs_enabled() if cuda_graph is None else cuda_graph
+    use_graph = options().cuda_graphs if cuda_graph is None else cuda_graph
     run: StepFn = step
     for i in range(steps):
         if cancel is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from bench.bench_model import count_flops, paired_fraction
+from sat2sound_core import accel
 from sat2sound_core.accel import native
 from sat2sound_core.model import ModelConfig, Sat2Sound
 
@@ -14,12 +15,9 @@ def test_flops_do_not_depend_on_the_attention_kernel() -> None:
     model = Sat2Sound(ModelConfig.tiny()).eval()
     mel = torch.randn(2, 1001, 64)
     assert native.available(), native.status()
-    try:
-        with_kernel = count_flops(lambda: model.encode_audio(mel))
-        native.set_enabled(False)
+    with_kernel = count_flops(lambda: model.encode_audio(mel))
+    with accel.override(native_kernels=False):
         with_pytorch = count_flops(lambda: model.encode_audio(mel))
-    finally:
-        native.set_enabled(True)
     assert with_kernel == with_pytorch > 0
 
 

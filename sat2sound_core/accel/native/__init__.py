@@ -6,7 +6,7 @@
 - :func:`layer_norm` is ``F.layer_norm`` over the last axis (differences ~1e-6), without the per-call
   overhead that makes PyTorch's CPU LayerNorm slow on the tower's short (96-float) rows.
 
-See ``kernels.cpp``.
+Both are in ``kernels.cpp`` beside this file.
 
 The source is compiled with the system C++ compiler (``$CXX``, else ``c++``/``g++``) against the
 installed torch headers, tuned for this CPU (``-march=native``), into
@@ -14,26 +14,28 @@ installed torch headers, tuned for this CPU (``-march=native``), into
 CPU, so another CPU, torch or source builds afresh. ``python -m sat2sound_core.accel.native`` builds
 ahead of time (``make install`` does); otherwise the first audio encoding builds it (a few seconds,
 once). Without a compiler, or if the build fails, the model uses PyTorch's attention and logs why once.
-``SAT2SOUND_NATIVE_KERNELS=0`` switches the kernels off.
+``SAT2SOUND_NATIVE_KERNELS=0`` (or ``accel.override(native_kernels=False)``) switches the kernels off.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 
+from sat2sound_core.accel.options import options
 from sat2sound_core.common.errors import Sat2SoundError
-from sat2sound_core.common.settings import get_settings, switch_off
+from sat2sound_core.common.files import atomic_path
+from sat2sound_core.common.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +48,22 @@ class NativeBuildError(Sat2SoundError):
     """The native kernels could not be compiled or loaded; the message says why and what to do."""
 
 
+@dataclass(frozen=True)
+class _LoadResult:
+    loaded: bool
+    reason: str
+
+
 _lock = threading.Lock()
-_state: dict[str, object] = {}  # "loaded": bool, "reason": str, "path": Path
+_result: _LoadResult | None = None  # the outcome of the first load attempt in this process
+_OFF = "switched off (SAT2SOUND_NATIVE_KERNELS=0 or accel.override(native_kernels=False))"
 
 
 def _compiler() -> str | None:
-    for name in (os.environ.get("CXX"), "c++", "g++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
+    for name in (options().cxx, "c++", "g++"):
+        found = shutil.which(name) if name else None
+        if found:
+            return found
     return None
 
 
@@ -104,83 +114,76 @@ def build(force: bool = False) -> Path:
     if compiler is None:
         raise NativeBuildError("no C++ compiler found (set CXX, or install one: apt-get install g++); "
                                "PyTorch's attention is used instead.")
-    target.parent.mkdir(parents=True, exist_ok=True)
     compile_flags, link_flags = _flags()
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    command = [compiler, *compile_flags, str(SOURCE), "-o", tmp, *link_flags]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-12:]
-            raise NativeBuildError("compiling the native kernels failed (PyTorch's attention is used "
-                                   "instead):\n" + "\n".join(tail))
-        os.replace(tmp, target)  # atomic: a concurrent build or load never sees half a library
+        # written beside the target and renamed onto it: a concurrent build or load never sees half a library
+        with atomic_path(target, mode=0o777) as tmp:
+            command = [compiler, *compile_flags, str(SOURCE), "-o", str(tmp), *link_flags]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                tail = (done.stderr or done.stdout).strip().splitlines()[-12:]
+                raise NativeBuildError("compiling the native kernels failed (PyTorch's attention is used "
+                                       "instead):\n" + "\n".join(tail))
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise NativeBuildError(f"could not run the C++ compiler {compiler}: {exc}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return target
 
 
-def _load() -> bool:
-    if switch_off("SAT2SOUND_NATIVE_KERNELS"):
-        _state.update(loaded=False, reason="switched off (SAT2SOUND_NATIVE_KERNELS=0)")
-        return False
+def _load() -> _LoadResult:
     try:
         path = build()
         if not hasattr(torch.ops.sat2sound, "layer_norm"):
             torch.ops.load_library(str(path))
     except (NativeBuildError, OSError, RuntimeError) as exc:
-        _state.update(loaded=False, reason=str(exc))
         log.warning("native kernels unavailable: %s", exc)
-        return False
-    _state.update(loaded=True, reason=f"loaded from {path}", path=path)
-    return True
+        return _LoadResult(False, str(exc))
+    return _LoadResult(True, f"loaded from {path}")
+
+
+def _loaded() -> _LoadResult:
+    global _result
+    if _result is None:
+        with _lock:
+            if _result is None:
+                _result = _load()
+    return _result
 
 
 def available() -> bool:
-    """Whether the kernels are loaded (building them on the first call if needed)."""
-    if "loaded" not in _state:
-        with _lock:
-            if "loaded" not in _state:
-                _load()
-    return bool(_state["loaded"])
+    """Whether the kernels are switched on and loaded (building them on the first call if needed)."""
+    return options().native_kernels and _loaded().loaded
 
 
 def status() -> str:
     """One line for benchmarks and diagnostics: loaded from where, or why not."""
-    available()
-    return str(_state["reason"])
+    return _loaded().reason if options().native_kernels else _OFF
 
 
-def set_enabled(enabled: bool) -> None:
-    """Switch the kernels off for this process, or on again (loading them on next use); benchmarks
-    and tests compare both paths."""
+def reset() -> None:
+    """Forget the outcome of loading, so the next use builds and loads again (tests that break the
+    build on purpose)."""
+    global _result
     with _lock:
-        _state.clear()
-        if not enabled:
-            _state.update(loaded=False, reason="switched off by set_enabled(False)")
+        _result = None
 
 
 def window_attention(qkv: torch.Tensor, rel_t: torch.Tensor, mask_t: torch.Tensor, first: int,
                      scale: float) -> torch.Tensor:
-    """Fused window attention; see the module docstring and ``window_attention.cpp`` for the layout.
+    """Fused window attention; see the module docstring and ``kernels.cpp`` for the layout.
 
     ``qkv`` (R, 3C) float32 contiguous; ``rel_t`` (heads, N, NP) and ``mask_t`` (M, N, NP) from
     :func:`transposed_bias`; window ``w`` of this call uses mask ``(first + w) % M``. Returns (R, C).
     """
     if not available():
         raise NativeBuildError(f"the native kernels are not available: {status()}")
-    return torch.ops.sat2sound.window_attention(qkv, rel_t, mask_t, first, scale)
+    return cast(torch.Tensor, torch.ops.sat2sound.window_attention(qkv, rel_t, mask_t, first, scale))
 
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
     """``F.layer_norm`` over the last axis of a contiguous float32 CPU tensor."""
     if not available():
         raise NativeBuildError(f"the native kernels are not available: {status()}")
-    return torch.ops.sat2sound.layer_norm(x, weight, bias, eps)
+    return cast(torch.Tensor, torch.ops.sat2sound.layer_norm(x, weight, bias, eps))
 
 
 def transposed_bias(bias: torch.Tensor) -> torch.Tensor:

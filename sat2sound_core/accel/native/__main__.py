@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import sys
 
-from sat2sound_core.accel.native import NativeBuildError, available, build, status, switch_off
+from sat2sound_core.accel.native import NativeBuildError, available, build, status
+from sat2sound_core.accel.options import options
 
 
 def main(argv: list[str]) -> int:
     failed = 1 if "--strict" in argv else 0
-    if switch_off("SAT2SOUND_NATIVE_KERNELS"):
+    if not options().native_kernels:
         print("native kernels switched off (SAT2SOUND_NATIVE_KERNELS=0); nothing to build")
         return failed
     try:

@@ -12,15 +12,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sat2sound_core import accel
 from sat2sound_core.accel import native
+from sat2sound_core.accel.swin import NativeWindows, native_windows, use_native
+from sat2sound_core.common.settings import get_settings
 from sat2sound_core.model.config import ModelConfig
-from sat2sound_core.model.htsat import HTSAT, NativeBias, WindowAttention, shifted_window_mask, use_native
+from sat2sound_core.model.htsat import HTSAT, WindowAttention, shifted_window_mask
 
 
 @pytest.fixture()
 def restore_native():
     yield
-    native.set_enabled(True)
+    native.reset()  # load again next time (a test may have broken the build on purpose)
 
 
 def _reference(qkv: torch.Tensor, bias: torch.Tensor, heads: int, n: int,
@@ -45,7 +48,6 @@ def _assert_as_exact_as_pytorch(out: torch.Tensor, qkv: torch.Tensor, bias: torc
 
 def test_kernel_builds_on_this_machine() -> None:
     """The test machine has a compiler (make installs g++): the kernel must load, not fall back."""
-    native.set_enabled(True)
     assert native.available(), native.status()
     assert native.library_path().is_file()
 
@@ -111,7 +113,7 @@ def test_kernel_rejects_bad_inputs() -> None:
 
 
 @pytest.mark.parametrize("rows", [64, 3 * 64, 10**9])
-def test_tower_with_kernel_equals_pytorch_attention(restore_native, monkeypatch, rows: int) -> None:
+def test_tower_with_kernel_equals_pytorch_attention(monkeypatch, rows: int) -> None:
     """A whole HTS-AT tower with 8×8 windows (shifted blocks included), chunked or not, gives the same
     frames with the kernel as with PyTorch's attention."""
     import sat2sound_core.model.htsat as htsat
@@ -124,14 +126,13 @@ def test_tower_with_kernel_equals_pytorch_attention(restore_native, monkeypatch,
             if isinstance(block, htsat.WindowAttention):
                 block.relative_position_bias_table.normal_()
     mel = torch.randn(3, 1001, 64)
-    monkeypatch.setattr(htsat, "_CHUNK_ROWS", rows)
     calls = []
     real = native.window_attention
     monkeypatch.setattr(native, "window_attention", lambda *a: calls.append(a[3]) or real(*a))
-    with torch.inference_mode():
+    with torch.inference_mode(), accel.override(swin_chunk_rows=rows):
         fast = net(mel)
-        native.set_enabled(False)
-        slow = net(mel)
+        with accel.override(native_kernels=False):
+            slow = net(mel)
     assert calls, "the kernel was not used"
     if rows < 10**9:
         assert max(calls) > 0, "chunks past the first window must pass their mask offset"
@@ -140,7 +141,7 @@ def test_tower_with_kernel_equals_pytorch_attention(restore_native, monkeypatch,
 
 def test_kernel_is_not_used_where_it_does_not_apply() -> None:
     net = HTSAT(ModelConfig.tiny(htsat_window=8)).eval()
-    attn = next(m for m in net.modules() if hasattr(m, "native_bias"))
+    attn = next(m for m in net.modules() if isinstance(m, WindowAttention))
     x = torch.randn(64, attn.qkv.in_features)
     bf16 = copy.deepcopy(attn).to(torch.bfloat16)
     with torch.inference_mode():
@@ -150,13 +151,13 @@ def test_kernel_is_not_used_where_it_does_not_apply() -> None:
     attn9 = WindowAttention(8, 2, 9).eval()
     with torch.inference_mode():
         assert not use_native(torch.randn(81, 8), attn9)  # 81-token windows
-    bias = attn.native_bias(None)
-    assert isinstance(bias, NativeBias) and bias.mask_t.shape[0] == 0
+    bias = native_windows(attn, None)
+    assert isinstance(bias, NativeWindows) and bias.mask_t.shape[0] == 0
 
 
 def test_missing_compiler_falls_back_with_a_reason(restore_native, monkeypatch, product_home: Path) -> None:
     monkeypatch.setattr(native, "_compiler", lambda: None)
-    native.set_enabled(True)
+    native.reset()
     assert not native.available()
     assert "no C++ compiler" in native.status() and "g++" in native.status()
     net = HTSAT(ModelConfig.tiny(htsat_window=8)).eval()
@@ -164,10 +165,18 @@ def test_missing_compiler_falls_back_with_a_reason(restore_native, monkeypatch, 
         assert torch.isfinite(net(torch.randn(1, 1001, 64))).all()  # PyTorch's attention instead
 
 
-def test_switch_turns_the_kernel_off(restore_native, monkeypatch) -> None:
+def test_switch_turns_the_kernel_off(monkeypatch) -> None:
     monkeypatch.setenv("SAT2SOUND_NATIVE_KERNELS", "0")
-    native.set_enabled(True)
-    assert not native.available() and "SAT2SOUND_NATIVE_KERNELS=0" in native.status()
+    get_settings.cache_clear()
+    try:
+        assert not accel.options().native_kernels
+        assert not native.available() and "SAT2SOUND_NATIVE_KERNELS=0" in native.status()
+    finally:
+        monkeypatch.delenv("SAT2SOUND_NATIVE_KERNELS")
+        get_settings.cache_clear()
+    assert native.available(), native.status()
+    with accel.override(native_kernels=False):
+        assert not native.available() and "switched off" in native.status()
 
 
 def test_compile_error_names_the_compiler_message(monkeypatch, product_home: Path, tmp_path: Path) -> None:
@@ -227,24 +236,25 @@ def test_layer_norm_rejects_bad_inputs() -> None:
         native.layer_norm(x, torch.ones(7), torch.zeros(7), 1e-5)
 
 
-def test_model_layer_norm_uses_the_kernel_only_where_it_applies(restore_native, monkeypatch) -> None:
-    from torch import nn
+def test_model_layer_norm_uses_the_kernel_only_where_it_applies(monkeypatch) -> None:
+    from sat2sound_core.accel.modules import LayerNorm
 
-    from sat2sound_core.accel.onednn import layer_norm
-
-    norm = nn.LayerNorm(16)
+    norm = LayerNorm(16)
     x = torch.randn(3, 16)
     norm_bf16 = copy.deepcopy(norm).to(torch.bfloat16)
     calls = []
     real = native.layer_norm
     monkeypatch.setattr(native, "layer_norm", lambda *a: calls.append(1) or real(*a))
     with torch.inference_mode():
-        torch.testing.assert_close(layer_norm(x, norm), norm(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(norm(x), F.layer_norm(x, (16,), norm.weight, norm.bias), rtol=1e-5, atol=1e-5)
         assert calls == [1]
-        layer_norm(x.bfloat16(), norm_bf16)  # bf16: PyTorch's
+        norm_bf16(x.bfloat16())  # bf16: PyTorch's
         assert len(calls) == 1
-        layer_norm(torch.randn(16, 3).t(), norm)  # not contiguous: PyTorch's
+        norm(torch.randn(16, 3).t())  # not contiguous: PyTorch's
         assert len(calls) == 1
-    out = layer_norm(x.requires_grad_(), norm)  # autograd: PyTorch's, gradients flow
+        with accel.override(native_kernels=False):  # switched off: PyTorch's
+            norm(x)
+        assert len(calls) == 1
+    out = norm(x.requires_grad_())  # autograd: PyTorch's, gradients flow
     out.sum().backward()
     assert len(calls) == 1 and norm.weight.grad is not None

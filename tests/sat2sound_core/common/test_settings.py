@@ -74,34 +74,6 @@ def test_product_home_fixture(product_home: Path) -> None:
     assert get_settings().is_offline
 
 
-def test_switch_off_reads_performance_switches(monkeypatch) -> None:
-    from sat2sound_core.common.settings import switch_off
-
-    monkeypatch.delenv("SAT2SOUND_CUDA_GRAPHS", raising=False)
-    assert not switch_off("SAT2SOUND_CUDA_GRAPHS")  # default on
-    for value, off in (("0", True), (" Off ", True), ("false", True), ("no", True), ("1", False), ("", False)):
-        monkeypatch.setenv("SAT2SOUND_CUDA_GRAPHS", value)
-        assert switch_off("SAT2SOUND_CUDA_GRAPHS") is off, value
-
-
-# ----------------------------------------------------------------------------- device and precision defaults
-def test_device_and_precision_defaults_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sat2sound_core.common.settings import device_or_default, precision_or_default
-
-    monkeypatch.delenv("SAT2SOUND_DEVICE", raising=False)
-    monkeypatch.delenv("SAT2SOUND_PRECISION", raising=False)
-    get_settings.cache_clear()
-    assert (device_or_default(None, "cpu"), precision_or_default(None, "fp32")) == ("cpu", "fp32")
-    monkeypatch.setenv("SAT2SOUND_DEVICE", "auto")
-    monkeypatch.setenv("SAT2SOUND_PRECISION", "bf16")
-    get_settings.cache_clear()
-    try:
-        assert (device_or_default(None, "cpu"), precision_or_default(None, "fp32")) == ("auto", "bf16")
-        assert (device_or_default("cpu", "auto"), precision_or_default("fp32", "auto")) == ("cpu", "fp32")
-    finally:
-        get_settings.cache_clear()
-
-
 def test_load_model_and_engine_honour_sat2sound_precision(
     product_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,11 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sat2sound_core import accel
+from sat2sound_core.accel import swin
 from sat2sound_core.model.config import ModelConfig
 from sat2sound_core.model.htsat import (
     HTSAT,
     PatchMerging,
     ValuePathBlock,
+    merge_index,
     relative_position_index,
     shifted_window_mask,
     window_order,
@@ -77,8 +80,8 @@ def test_patch_merging_concat_order() -> None:
         merge.norm.weight.fill_(1.0)
         merge.norm.bias.zero_()
         merge.reduction.weight.copy_(torch.eye(2, 4))  # keep the first two concatenated channels
-    x = torch.arange(16.0).reshape(1, 4, 4, 1)  # value = row*4 + col
-    out = merge(x)
+    x = torch.arange(16.0).reshape(1, 16, 1)  # row-major tokens of a 4×4 map: value = row*4 + col
+    out = merge(x, merge_index(4, torch.arange(16), torch.arange(4))).reshape(1, 2, 2, 2)
     # first two entries of [x(0,0), x(1,0), x(0,1), x(1,1)] are normalised (0, 4): negative, then positive
     assert out.shape == (1, 2, 2, 2) and out[0, 0, 0, 0] < 0 < out[0, 0, 0, 1]
 
@@ -122,53 +125,50 @@ def attention_path(request):
     """Run a test with the native window attention and again with PyTorch's."""
     from sat2sound_core.accel import native
 
-    native.set_enabled(request.param == "native")
-    if request.param == "native":
-        assert native.available(), native.status()
-    yield request.param
-    native.set_enabled(True)
+    with accel.override(native_kernels=request.param == "native"):
+        if request.param == "native":
+            assert native.available(), native.status()
+        yield request.param
 
 
-def test_chunked_blocks_equal_one_piece(monkeypatch, attention_path) -> None:
+def test_chunked_blocks_equal_one_piece(attention_path) -> None:
     """Swin blocks run in chunks of whole windows; any chunk size (down to one window, i.e. smaller
     than one item, where the shift mask must be sliced per window) gives the unchunked frames."""
-    import sat2sound_core.model.htsat as htsat
-
     torch.manual_seed(0)
     cfg = ModelConfig.tiny()
     net = HTSAT(cfg).eval()
     mel = torch.randn(3, 1001, 64)
     window_tokens = cfg.htsat_window ** 2
-    monkeypatch.setattr(htsat, "_CHUNK_ROWS", 10**9)
-    with torch.inference_mode():
+    with torch.inference_mode(), accel.override(swin_chunk_rows=10**9):
         whole = net(mel)
     for rows in (1, window_tokens, 3 * window_tokens, 5 * window_tokens + 7):
-        monkeypatch.setattr(htsat, "_CHUNK_ROWS", rows)
-        with torch.inference_mode():
+        with torch.inference_mode(), accel.override(swin_chunk_rows=rows):
             chunked = net(mel)
         torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6, msg=f"chunk rows {rows}")
 
 
-def test_gpu_layout_equals_cpu_chunks(monkeypatch, attention_path) -> None:
+def _runners(net: HTSAT) -> list[swin.SwinRunner]:
+    return [m.processor for m in net.modules() if isinstance(m, swin.WindowBlock)]
+
+
+def test_gpu_layout_equals_cpu_chunks(attention_path) -> None:
     """The GPU layout (each block in one piece, a shifted block's per-window bias folded into the head
     axis and broadcast over the items instead of tiled) gives the CPU's chunked frames; run on the CPU."""
-    import sat2sound_core.model.htsat as htsat
-
     torch.manual_seed(0)
     net = HTSAT(ModelConfig.tiny()).eval()
     mel = torch.randn(3, 1001, 64)
-    monkeypatch.setattr(htsat, "_CHUNK_ROWS", 64)
-    with torch.inference_mode():
+    with torch.inference_mode(), accel.override(swin_chunk_rows=64):
         chunks = net(mel)
-        monkeypatch.setattr(htsat, "_ONE_PIECE", True)
-        assert not htsat.chunked(mel.device)
+        assert {r.chunk_rows for r in _runners(net)} == {64}
+        swin.set_runner(net, swin.SwinRunner(None, native=True))  # the GPU layout, put in from outside
+        assert {r.chunk_rows for r in _runners(net)} == {None}
         folded = net(mel)
         single = net(mel[:1])  # one item: the bias covers every window, nothing to fold
     torch.testing.assert_close(folded, chunks, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(single, chunks[:1], rtol=1e-5, atol=1e-6)
-    assert htsat.chunked(torch.device("cpu")) is False
-    monkeypatch.setattr(htsat, "_ONE_PIECE", False)
-    assert htsat.chunked(torch.device("cpu")) and not htsat.chunked(torch.device("cuda"))
+    assert {r.chunk_rows for r in _runners(net)} == {accel.options().swin_chunk_rows}  # options changed: chosen again
+    assert swin.runner_for(torch.device("cpu"), accel.options()).chunk_rows == accel.options().swin_chunk_rows
+    assert swin.runner_for(torch.device("cuda"), accel.options()) == swin.SwinRunner(None, native=False)
 
 
 def test_gather_tokens_equals_index_select() -> None:

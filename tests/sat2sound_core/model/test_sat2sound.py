@@ -319,19 +319,16 @@ def test_bf16_precision(images: torch.Tensor) -> None:
 
 
 def test_fused_and_plain_kernels_agree(images: torch.Tensor) -> None:
-    from sat2sound_core.accel import onednn as kernels
+    from sat2sound_core import accel
 
     model = _model()
     mels = torch.randn(1, 1001, 64, generator=torch.Generator().manual_seed(6))
-    try:
-        kernels.set_fused_linear(True)
+    with accel.override(fused_linear=True):
         fused_img = model.encode_image(images[:1], 1, META).embedding
         fused_audio = model.encode_audio(mels).embedding
-        kernels.set_fused_linear(False)
+    with accel.override(fused_linear=False):
         plain_img = model.encode_image(images[:1], 1, META).embedding
         plain_audio = model.encode_audio(mels).embedding
-    finally:
-        kernels.set_fused_linear(True)
     assert torch.allclose(fused_img, plain_img, atol=1e-5)
     assert torch.allclose(fused_audio, plain_audio, atol=1e-5)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sat2sound_core.accel import onednn as kernels
+from sat2sound_core import accel
+from sat2sound_core.accel import modules as kernels
 from sat2sound_core.synthesis import sampler
 from sat2sound_core.synthesis.components import build_transformer, use_onednn_linear
 from sat2sound_core.synthesis.weights import read_config
@@ -36,8 +37,8 @@ def test_transformer_linears_run_through_the_kernel_module(tiny_dir: Path, monke
                          timestep=torch.tensor([0.5]), img_ids=img_ids, txt_ids=txt_ids, return_dict=False)[0]
 
     fused = forward()
-    monkeypatch.setattr(kernels, "_FUSED", False)  # the plain F.linear path
-    plain = forward()
+    with accel.override(fused_linear=False):  # the plain F.linear path
+        plain = forward()
     assert not torch.equal(fused, torch.zeros_like(fused))
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
 
