@@ -59,8 +59,10 @@ def render(ss: SessionStateProxy, ctl: Controls, heat: object) -> None:
         )
     else:
         st.caption("Make a heatmap first (pick a kind in the sidebar); every heatmap becomes a GeoTIFF band.")
+    from sat2sound_core.maps.heatmaps import Heatmap
+
     shown = getattr(heat, "heatmap", None) if heat is not None and not hasattr(heat, "transform") else heat
-    if shown is not None and hasattr(shown, "transform"):
+    if isinstance(shown, Heatmap):
 
         def png() -> bytes:
             return export.heatmap_png_bytes(shown, base=getattr(chip, "image", None))

@@ -80,7 +80,7 @@ class Job:
         def _run() -> None:
             try:
                 self.result = fn(self.progress)
-            except BaseException as exc:  # noqa: BLE001 - handed to the page, which shows it
+            except BaseException as exc:
                 self.error = exc
                 if not self.token.cancelled:
                     log.warning("%s failed: %s", self.label, exc, exc_info=exc)

@@ -35,6 +35,6 @@ tune_allocator()  # reuse freed activation memory instead of page-faulting it in
 st.set_page_config(page_title="Sat2Sound soundscape map", layout="wide")
 try:
     page.render()
-except Exception as exc:  # noqa: BLE001 - last line of defence: a short message, the traceback goes to the log
+except Exception as exc:
     logging.getLogger("app").exception("page failed")
     st.error(f"Something went wrong ({type(exc).__name__}: {exc}). Reload the page; the server log has details.")

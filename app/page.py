@@ -90,7 +90,7 @@ def guard(what: str) -> Iterator[None]:
         st.error(f"{what}: {exc}")
     except MemoryError:
         st.error(f"{what}: out of memory. Close other sessions or choose precision bf16 / a smaller scale.")
-    except Exception as exc:  # noqa: BLE001 - the page must not show a traceback
+    except Exception as exc:
         log.exception("%s failed", what)
         st.error(f"{what} failed unexpectedly ({type(exc).__name__}: {exc}). The server log has details.")
 

@@ -62,7 +62,7 @@ def import_heavy_modules() -> None:
         for name in HEAVY_MODULES:
             try:
                 importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - reported again, with its message, where it is used
+            except Exception:
                 log.warning("importing %s failed", name, exc_info=True)
         _imported = True
 

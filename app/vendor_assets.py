@@ -151,7 +151,7 @@ def extract(asset: NpmAsset, tarball: bytes, vendor_dir: Path = VENDOR_DIR) -> l
 def fetch(url: str, timeout: float = 60.0) -> bytes:
     """GET ``url`` (HTTPS, registry only) and return the body."""
     req = urllib.request.Request(url, headers={"User-Agent": "sat2sound-map vendor_assets"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - fixed https registry URL
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         return bytes(resp.read())
 
 

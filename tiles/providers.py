@@ -313,7 +313,7 @@ class LocalRasterProvider(Provider):
         return f"LocalRasterProvider({str(self.path)!r}, {len(self.files)} file(s))"
 
 
-def LocalProvider(path: str | Path, attribution: str | None = None, name: str | None = None) -> Provider:  # noqa: N802
+def LocalProvider(path: str | Path, attribution: str | None = None, name: str | None = None) -> Provider:
     """A provider for a local file or folder: MBTiles files are read tile by tile with sqlite3 (exact,
     like a tile server), GeoTIFF/COG files and folders through rasterio with reprojection."""
     p = Path(path).expanduser()

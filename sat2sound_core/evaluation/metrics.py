@@ -40,7 +40,8 @@ def l2_normalize(x: FloatArray, eps: float = 1e-12) -> FloatArray:
     """Rows divided by their L2 norm (``F.normalize``'s rule: norms below ``eps`` count as ``eps``)."""
     arr = np.asarray(x, dtype=np.float32)
     norms = np.maximum(np.linalg.norm(arr, axis=-1, keepdims=True), np.float32(eps))
-    return arr / norms
+    out: FloatArray = arr / norms
+    return out
 
 
 def positive_ranks(scores: FloatArray) -> npt.NDArray[np.float64]:
@@ -55,7 +56,8 @@ def positive_ranks(scores: FloatArray) -> npt.NDArray[np.float64]:
     positive = np.diagonal(s)[:, None]
     greater = np.count_nonzero(s > positive, axis=1)
     equal = np.count_nonzero(s == positive, axis=1)  # includes the positive itself
-    return greater + (equal + 1) / 2.0
+    ranks: npt.NDArray[np.float64] = greater + (equal + 1) / 2.0
+    return ranks
 
 
 def retrieval_metrics(

@@ -127,7 +127,8 @@ class DurationEmbedder(nn.Module):
     def forward(self, seconds: torch.Tensor) -> torch.Tensor:
         x = seconds.clamp(self.min_value, self.max_value)
         x = (x - self.min_value) / (self.max_value - self.min_value)
-        return self.time_positional_embedding(x.float())
+        out: torch.Tensor = self.time_positional_embedding(x.float())
+        return out
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ def _inplace_snake_class() -> type[nn.Module]:
     """The class is made on first use: diffusers is imported only when a decoder is built."""
     from diffusers.models.autoencoders.autoencoder_oobleck import Snake1d
 
-    class InPlaceSnake1d(Snake1d):  # type: ignore[misc]
+    class InPlaceSnake1d(Snake1d):
         """``x + sin(αx)² / (β + 1e-9)`` as diffusers' ``Snake1d`` computes it, operation for operation
         (products and sums swapped only where IEEE arithmetic is commutative, so the output is
         bit-identical), but in one buffer: the decoder's activations are hundreds of MB per layer, and

@@ -178,7 +178,7 @@ def flow_sample(
     x = init_noise.to(device=device, dtype=torch.float32)
 
     def step(model_in: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-        return transformer(
+        velocity: torch.Tensor = transformer(
             hidden_states=model_in.to(dtype),
             encoder_hidden_states=context,
             pooled_projections=pooled,
@@ -188,6 +188,7 @@ def flow_sample(
             guidance=None,
             return_dict=False,
         )[0]
+        return velocity
 
     use_graph = options().cuda_graphs if cuda_graph is None else cuda_graph
     run: StepFn = step
@@ -248,4 +249,5 @@ def decode(
             wave = vae.decode(z).sample
     else:
         wave = vae.decode(z).sample
-    return wave[:, :, : samples_for(seconds)].float()
+    out: torch.Tensor = wave[:, :, : samples_for(seconds)].float()
+    return out

@@ -138,7 +138,7 @@ def overlay_srcs(page: Any) -> list[str]:
     try:
         frame = map_frame(page)
         return [str(s) for s in frame.locator("img.leaflet-image-layer").evaluate_all("els => els.map(e => e.src)")]
-    except Exception:  # noqa: BLE001 - the iframe is being remounted
+    except Exception:
         return []
 
 

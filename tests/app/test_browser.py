@@ -155,7 +155,7 @@ def _download(page, button, attempts: int = 3):  # type: ignore[no-untyped-def]
             with page.expect_download(timeout=60_000 if attempt < attempts - 1 else 120_000) as info:
                 button.click()
             return info.value
-        except Exception:  # noqa: BLE001 - retried; the last attempt raises
+        except Exception:
             if attempt == attempts - 1:
                 raise
             page.wait_for_timeout(1000)
@@ -169,7 +169,7 @@ def _open_tab(page, name: str, expect, attempts: int = 5) -> None:  # type: igno
         try:
             expect.first.wait_for(timeout=10_000)
             return
-        except Exception:  # noqa: BLE001 - retried
+        except Exception:
             page.wait_for_timeout(500)
     expect.first.wait_for(timeout=10_000)
 

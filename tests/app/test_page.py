@@ -147,7 +147,7 @@ def test_two_sessions_at_once_get_their_own_results(app_env: dict[str, str]) -> 
     def run(key: str) -> None:
         try:
             out[key] = _go(apps[key], points[key]).session_state["result"]
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(k,)) for k in points]

@@ -120,7 +120,7 @@ class TileServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server._handle(self)
 
             def log_message(self, format: str, *args: object) -> None:  # quiet

@@ -50,10 +50,10 @@ class HubServer:
                 if send_body:
                     self.wfile.write(chunk)
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 self._head(self._lookup(), send_body=False)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._head(self._lookup(), send_body=True)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
