@@ -2,7 +2,7 @@
 
 The official features come from torchaudio's windowed-sinc resampler and torchlibrosa's STFT and
 Slaney mel filterbank. Neither library is a dependency here: the resampling kernel and the mel
-filterbank are computed from their mathematical definitions (MODEL.md §8.1) in plain torch/numpy,
+filterbank are computed from their mathematical definitions (docs/model.md#audio) in plain torch/numpy,
 reproducing the precision choices that make the numbers match (the kernel's phase term is formed in
 float32 before it is widened to float64, the filterbank is accumulated in float32).
 """

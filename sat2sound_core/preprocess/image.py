@@ -1,6 +1,6 @@
 """Image preprocessing: a satellite source tile -> the (3, 224, 224) tensor the official model saw.
 
-The official evaluation transform (MODEL.md §3) is CenterCrop(scale × tile) -> Resize(224, PIL
+The official evaluation transform (docs/model.md#image) is CenterCrop(scale × tile) -> Resize(224, PIL
 bicubic) -> /255 -> ImageNet normalisation. Here it is PIL plus numpy, bit-exact with torchvision's
 PIL path, including its zero padding when the crop is larger than the image (googleEarth at scale 5)
 and its rounding of the crop offset.

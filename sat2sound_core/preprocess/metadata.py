@@ -1,4 +1,4 @@
-"""Where and when a recording was made, and how the model encodes it (MODEL.md §5).
+"""Where and when a recording was made, and how the model encodes it (docs/model.md#metadata).
 
 :class:`Metadata` is the public, validated description of one item (any field may be unknown).
 :func:`encode_metadata` turns a batch of them into the official float32 encodings plus one validity
@@ -25,7 +25,7 @@ AUDIO_SOURCES: dict[str, int] = {"yfcc": 0, "iNat": 1, "aporee": 2, "freesound":
 #: caption source name -> index of the official ``caption_source`` embedding
 CAPTION_SOURCES: dict[str, int] = {"meta": 0, "qwen": 1, "pengi": 2}
 
-#: the hour encoding's period: the official code divides by 23, not 24 (MODEL.md §12.1)
+#: the hour encoding's period: the official code divides by 23, not 24 (docs/model.md#metadata)
 HOUR_PERIOD = 23.0
 MONTH_PERIOD = 12.0
 

@@ -90,7 +90,8 @@ def test_click_listen_synthesise_upload_and_export(server: harness.StreamlitServ
             # synthesise a clip with tiny TangoFlux, then a player for it appears
             page.get_by_role("button", name="Synthesise", exact=True).first.click()
             page.get_by_text("synthesised", exact=True).first.wait_for(timeout=300_000)
-            assert page.locator("audio").count() >= 2
+            # the player arrives with the same rerun as the label, but may be attached a moment later
+            page.wait_for_function("document.querySelectorAll('audio').length >= 2", timeout=60_000)
 
             # upload a WAV -> its heatmap replaces the overlay
             _choose(page, "Heatmap", "Uploaded audio clip")
@@ -111,9 +112,12 @@ def test_click_listen_synthesise_upload_and_export(server: harness.StreamlitServ
             harness.map_frame(page).locator(".sat2sound-legend", has_text="audio +").wait_for(timeout=60_000)
 
             # the GeoTIFF holds both heatmaps, in EPSG:3857, around the click
-            _open_tab(page, "Downloads", page.get_by_role("button", name=re.compile("GeoTIFF")))
+            # a button drawn by an earlier rerun (fewer bands) may still be on the page: wait for the
+            # one that holds all three maps, and download from it
+            tif_button = page.get_by_role("button", name=re.compile(r"GeoTIFF \(3 heatmap band"))
+            _open_tab(page, "Downloads", tif_button)
             tif = tmp_path / "heatmaps.tif"
-            _download(page, page.get_by_role("button", name=re.compile("GeoTIFF"))).save_as(tif)
+            _download(page, tif_button).save_as(tif)
             with rasterio.open(tif) as ds:
                 assert ds.crs.to_epsg() == 3857
                 assert ds.count >= 3  # text, audio clip and composed maps
