@@ -69,7 +69,7 @@ FAST_STEPS = 25  # the TangoFlux README: 25 steps sound similar to 50 at half th
 MAX_BATCH = 4  # captions per transformer forward (each is 2 rows with guidance)
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+def transformer_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The transformer's dtype for ``fp32``, ``bf16`` or ``auto`` (:mod:`sat2sound_core.common.devices`).
 
     TangoFlux's bf16 output is *not* within the reference tolerance (on the tiny reference model the
@@ -423,7 +423,7 @@ def load_synthesizer(
 
     settings = get_settings()
     dev = resolve_device(device)
-    dtype = resolve_precision(precision, dev)
+    dtype = transformer_dtype(precision, dev)
     weights = resolve_weights(str(source if source is not None else settings.tangoflux), progress=progress)
     config = read_config(weights.folder)
     tokenizer = load_tokenizer(weights.folder, progress=progress)

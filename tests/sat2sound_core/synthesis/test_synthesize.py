@@ -213,12 +213,13 @@ def test_licence_note_is_exposed(tiny_synth):
 
 def test_bf16_is_approximate_and_not_the_default(golden, tiny_dir):
     from sat2sound_core.synthesis import load_synthesizer
-    from sat2sound_core.synthesis.synthesizer import resolve_device, resolve_precision
+    from sat2sound_core.common.devices import resolve_device
+    from sat2sound_core.synthesis.synthesizer import transformer_dtype
 
-    assert resolve_precision("auto", torch.device("cpu")) == torch.float32
-    assert resolve_precision("auto", torch.device("cuda")) == torch.float32
+    assert transformer_dtype("auto", torch.device("cpu")) == torch.float32
+    assert transformer_dtype("auto", torch.device("cuda")) == torch.float32
     with pytest.raises(ConfigError, match="precision"):
-        resolve_precision("fp16", torch.device("cpu"))
+        transformer_dtype("fp16", torch.device("cpu"))
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA"):
             resolve_device("cuda")
