@@ -212,8 +212,8 @@ def test_licence_note_is_exposed(tiny_synth):
 
 
 def test_bf16_is_approximate_and_not_the_default(golden, tiny_dir):
-    from sat2sound_core.synthesis import load_synthesizer
     from sat2sound_core.common.devices import resolve_device
+    from sat2sound_core.synthesis import load_synthesizer
     from sat2sound_core.synthesis.synthesizer import transformer_dtype
 
     assert transformer_dtype("auto", torch.device("cpu")) == torch.float32
