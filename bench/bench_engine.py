@@ -9,8 +9,7 @@ right shape, because its time is paid once per typed query, not per click.
 
 Also: time to open a 10k-row gallery file and read its description (nothing else is read).
 
-Run: ``python -m bench engine [--repeats=N] [--rows=N] [--precisions=fp32,bf16]`` (``=`` form: the
-bench runner passes only dash-arguments through).
+Run: ``python -m bench engine [--repeats N] [--rows N] [--precisions fp32,bf16]``.
 Target: ≤ 0.5 s per click in bf16 on this CPU.
 """
 
