@@ -359,16 +359,8 @@ def open_split(spec: DatasetSpec, split: str, columns: Sequence[str], data: Path
         folder = Path(data).expanduser()
         if not folder.is_dir():
             raise InputError(f"--data {folder} is not a folder; give a save_to_disk folder or a folder of Parquet files")
-        if (folder / "dataset_dict.json").is_file() or (folder / "dataset_info.json").is_file() \
-                or (folder / "state.json").is_file():
-            loaded = datasets.load_from_disk(str(folder))
-            if isinstance(loaded, datasets.DatasetDict):
-                key = split if split in loaded else next((k for k, v in _SPLIT_ALIASES.items()
-                                                          if v == split and k in loaded), None)
-                if key is None:
-                    raise InputError(f"{folder} has splits {', '.join(loaded)} but not {split}")
-                loaded = loaded[key]
-            return _from_dataset(loaded, columns, f"{folder} ({split})")
+        if _is_saved(folder):
+            return _from_dataset(_load_disk(folder, split), columns, f"{folder} ({split})")
         files = _parquet_files(folder, split)
         if not files:
             raise InputError(f"{folder} holds neither a save_to_disk dataset nor Parquet files of split {split} "
@@ -395,6 +387,26 @@ def open_split(spec: DatasetSpec, split: str, columns: Sequence[str], data: Path
     return SplitSource(_no_image_decoding(stream, columns), spec.rows.get(split), f"hf://{spec.repo} ({split})")
 
 
+def _is_saved(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in ("dataset_dict.json", "dataset_info.json", "state.json"))
+
+
+def _load_disk(folder: Path, split: str) -> datasets.Dataset:
+    """``split`` of a ``save_to_disk`` folder (a Dataset, or a DatasetDict with that split)."""
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(folder))
+    except IndexError:  # datasets cannot reload a folder saved with zero rows
+        raise InputError(f"the dataset saved at {folder} has no rows (an empty split); check --data/--split") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        key = split if split in loaded else next((k for k in loaded if _SPLIT_ALIASES.get(k) == split), None)
+        if key is None:
+            raise InputError(f"{folder} has splits {', '.join(loaded)} but not {split}")
+        return loaded[key]
+    return loaded
+
+
 def _from_dataset(ds: datasets.Dataset, columns: Sequence[str], origin: str) -> SplitSource:
     missing = [c for c in columns if c not in ds.column_names]
     if missing:
@@ -406,20 +418,12 @@ def _from_dataset(ds: datasets.Dataset, columns: Sequence[str], origin: str) -> 
 
 def available_columns(spec: DatasetSpec, split: str, data: Path | None) -> list[str] | None:
     """Column names of a local copy (None when streaming: the Hub schema is checked when rows arrive)."""
-    import datasets
 
     if data is None:
         return None
     folder = Path(data).expanduser()
-    if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
-        loaded = datasets.load_from_disk(str(folder))
-        if isinstance(loaded, datasets.DatasetDict):
-            split = canonical_split(split)
-            key = split if split in loaded else next((k for k in loaded if _SPLIT_ALIASES.get(k) == split), None)
-            if key is None:
-                raise InputError(f"{folder} has splits {', '.join(loaded)} but not {split}")
-            loaded = loaded[key]
-        return list(loaded.column_names)
+    if _is_saved(folder):
+        return list(_load_disk(folder, canonical_split(split)).column_names)
     files = _parquet_files(folder, canonical_split(split))
     if not files:
         return None

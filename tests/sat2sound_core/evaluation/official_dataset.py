@@ -92,7 +92,7 @@ def write(folder: Path, n: int = len(ROWS), kind: str = "GeoSound", fmt: str = "
         datasets.DatasetDict({split: ds}).save_to_disk(str(folder))
     else:
         (folder / "data").mkdir(exist_ok=True)
-        half = max(1, n // 2)
+        half = n // 2 if n > 1 else n
         ds.select(range(half)).to_parquet(str(folder / "data" / f"{split}-00000-of-00002.parquet"))
         if n > half:
             ds.select(range(half, n)).to_parquet(str(folder / "data" / f"{split}-00001-of-00002.parquet"))
