@@ -188,6 +188,9 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
                    help="what the images are matched with (default: %(default)s)")
     e.add_argument("--composed", default="none",
                    help="comma-separated variants: none, query, audio (one encoding pass) (default: %(default)s)")
+    e.add_argument("--metadata", default=None,
+                   help="evaluate a withmeta checkpoint with only these parts, e.g. asource_time (the official "
+                        "way: the fuser is rebuilt without the other parts' embedders) (default: all of its parts)")
     e.add_argument("--mel-index", type=int, default=0, help="which stored 10-s mel segment, 0..4 (default: 0)")
     e.add_argument("--limit", type=int, default=None, help="only the first N rows")
     e.add_argument("--batch-size", type=int, default=100, help="rows per model call (default: %(default)s)")

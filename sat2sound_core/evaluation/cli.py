@@ -48,7 +48,8 @@ def evaluate(args: argparse.Namespace, progress: ProgressCallback | None,
     source = Path(args.checkpoint).expanduser()
     ckpt_path = str(source.resolve()) if source.is_file() else str(args.checkpoint)
     request = EvalRequest(spec.name, split=args.split, data=args.data, scale=args.scale, task=args.task,
-                          composed=composed, mel_index=args.mel_index, limit=args.limit, batch_size=args.batch_size)
+                          composed=composed, mel_index=args.mel_index, limit=args.limit, batch_size=args.batch_size,
+                          metadata=args.metadata)
     rep = run_evaluation(model, request, checkpoint=checkpoint_identity(args.checkpoint),
                          cache_root=settings.cache_dir("evaluation"), ckpt_path=ckpt_path,
                          expr=source.stem if source.is_file() else str(args.checkpoint),

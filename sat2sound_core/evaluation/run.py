@@ -48,6 +48,7 @@ class EvalRequest:
     limit: int | None = None
     batch_size: int = 100
     chunk_rows: int = 1000
+    metadata: str | None = None  # a subset of the checkpoint's parts (None: all of them)
     recall_at: float = 10.0
 
 
@@ -187,6 +188,12 @@ def run_evaluation(model: Sat2Sound, request: EvalRequest, *, checkpoint: str, c
     split = ed.canonical_split(request.split)
     mel_index = ed.check_mel_index(request.mel_index)
     composed = parse_composed(request.composed, request.task)
+    metadata_label = model.config.metadata_type
+    if request.metadata is not None:
+        from sat2sound_core.evaluation.subset import with_metadata_subset
+
+        model = with_metadata_subset(model, request.metadata)
+        metadata_label = request.metadata.strip()
     cfg = model.config
     if request.scale not in cfg.allowed_scales:
         raise InputError(f"--scale {request.scale} is not available for {cfg.sat_type}; use one of "
@@ -238,7 +245,7 @@ def run_evaluation(model: Sat2Sound, request: EvalRequest, *, checkpoint: str, c
             computed += 1
 
     loaded = {m: cache.load(m, rows) for m in want}
-    info = RunInfo(spec.name, cfg.sat_type, request.scale, cfg.metadata_type, mel_index, ckpt_path or checkpoint,
+    info = RunInfo(spec.name, cfg.sat_type, request.scale, metadata_label, mel_index, ckpt_path or checkpoint,
                    expr or label, request.task)
     records = [record(info, evaluate_variant(v, loaded["image"], loaded.get("audio"), loaded.get("text"), request.recall_at))
                for v in composed]

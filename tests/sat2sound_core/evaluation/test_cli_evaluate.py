@@ -48,7 +48,7 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for word in ("--checkpoint", "--dataset", "--split", "--data", "--scale", "--task", "--composed", "--mel-index",
-                 "--limit", "--precision", "--device", "--batch-size", "--out", "--reference"):
+                 "--limit", "--precision", "--device", "--batch-size", "--out", "--reference", "--metadata"):
         assert word in out, word
 
 
@@ -76,6 +76,12 @@ def test_evaluate_writes_official_lines_and_the_side_by_side(env: str, local: Pa
     assert code == 0, err
     assert "0 pieces computed" in stdout and json.loads(stdout.splitlines()[0]) == lines[2]
     assert "tables were not found" in stdout and "paper (" not in stdout  # measured rows only
+    # a metadata subset through the CLI: its own cache, its own metadata_type
+    code, stdout, err = _run(capsys, "evaluate", "-c", env, "--data", str(local), "--metadata", "time_asource",
+                             "--limit", "4", "--reference", str(tmp_path / "absent"))
+    assert code == 0, err
+    line = json.loads(stdout.splitlines()[0])
+    assert line["metadata_type"] == "time_asource" and "4 rows" in stdout and "2 pieces computed" in stdout
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -83,6 +89,7 @@ def test_evaluate_writes_official_lines_and_the_side_by_side(env: str, local: Pa
     (["--dataset", "SoundingEarth"], "bingmap imagery but SoundingEarth holds only googleEarth"),
     (["--composed", "query", "--task", "image-text"], "only to image-audio"),
     (["--limit", "0"], "--limit must be at least 1"),
+    (["--metadata", "asource_weather"], "--metadata: unknown metadata token"),
 ])
 def test_bad_input_is_one_line(env: str, local: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
                                message: str) -> None:
