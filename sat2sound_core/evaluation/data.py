@@ -374,7 +374,8 @@ def open_split(spec: DatasetSpec, split: str, columns: Sequence[str], data: Path
         stream = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train",
                                        streaming=True, columns=list(columns))
         num = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-        return SplitSource(_no_image_decoding(stream, columns), num, f"{folder} ({len(files)} Parquet files)")
+        return SplitSource(_as_numpy(_no_image_decoding(stream, columns), columns), num,
+                           f"{folder} ({len(files)} Parquet files)")
     if offline:
         gb = spec.mel_gb(split)
         size = f" (mel_features alone is {gb:.1f} GB for {split}; images and audio add more)" if gb else ""
@@ -384,7 +385,15 @@ def open_split(spec: DatasetSpec, split: str, columns: Sequence[str], data: Path
             f"`huggingface-cli download {spec.repo} --repo-type dataset --include 'data/{split}-*' --local-dir DIR`"
             f"{size}, then pass --data DIR")
     stream = datasets.load_dataset(spec.repo, split=split, streaming=True, columns=list(columns))
-    return SplitSource(_no_image_decoding(stream, columns), spec.rows.get(split), f"hf://{spec.repo} ({split})")
+    return SplitSource(_as_numpy(_no_image_decoding(stream, columns), columns), spec.rows.get(split),
+                       f"hf://{spec.repo} ({split})")
+
+
+def _as_numpy(stream: datasets.Dataset | datasets.IterableDataset, columns: Sequence[str]
+              ) -> datasets.Dataset | datasets.IterableDataset:
+    """Streamed rows with ``mel_features`` as numpy arrays rather than nested lists (other fields keep
+    their values: strings, numbers, image dicts)."""
+    return stream.with_format("numpy") if "mel_features" in columns else stream
 
 
 def _is_saved(folder: Path) -> bool:
@@ -413,6 +422,8 @@ def _from_dataset(ds: datasets.Dataset, columns: Sequence[str], origin: str) -> 
         raise InputError(f"{origin} lacks column(s) {', '.join(missing)}")
     ds = ds.select_columns(list(columns))
     ds = _no_image_decoding(ds, columns)
+    if "mel_features" in columns:  # arrays straight from Arrow: ~10× faster than nested Python lists
+        ds = ds.with_format("numpy", columns=["mel_features"], output_all_columns=True)
     return SplitSource(ds, len(ds), origin)
 
 
