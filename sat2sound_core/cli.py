@@ -1,6 +1,7 @@
 """``sat2sound``: the soundscape engine from a terminal.
 
-Commands: ``weights list|download``, ``heatmap``, ``retrieve``, ``concepts``, ``gallery build|info``.
+Commands: ``weights list|download``, ``heatmap``, ``retrieve``, ``concepts``, ``gallery build|info``,
+``evaluate``.
 Every command that needs imagery takes ``--provider`` (a ``tiles`` provider name, a local
 GeoTIFF/MBTiles path or an ``http(s)://…/{z}/{x}/{y}`` template; also ``SAT2SOUND_TILE_URL``), and
 every command that needs the model takes ``--checkpoint`` (registry name, ``hf-hub:…`` or a file).
@@ -167,7 +168,36 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Describe a gallery file (reads only its layout).")
     gi.add_argument("path", help="gallery file, or 'official'")
     gi.add_argument("--json", action="store_true", help="print JSON")
+    _add_evaluate_parser(sub)
     return parser
+
+
+def _add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    e = sub.add_parser(
+        "evaluate", help="R@10%% and median rank of a checkpoint on a GeoSound/SoundingEarth split, next to the paper",
+        description="Encode a dataset split with the checkpoint (resumable cache under SAT2SOUND_HOME/evaluation), "
+                    "compute every composed variant in both directions, write one JSON line per variant in the "
+                    "official schema and print a table next to the paper's rows (SAT2SOUND_REFERENCE).")
+    _add_model_options(e)
+    e.add_argument("--dataset", "-d", default="GeoSound", help="GeoSound or SoundingEarth (MVRL/…) (default: %(default)s)")
+    e.add_argument("--split", default="test", help="train, validation (val) or test (default: %(default)s)")
+    e.add_argument("--data", type=Path, default=None,
+                   help="local copy: a save_to_disk folder or a folder of Parquet files (default: stream from the Hub)")
+    e.add_argument("--scale", type=int, default=1, help="zoom level 1, 3 or 5 (default: 1)")
+    e.add_argument("--task", choices=("image-audio", "image-text"), default="image-audio",
+                   help="what the images are matched with (default: %(default)s)")
+    e.add_argument("--composed", default="none",
+                   help="comma-separated variants: none, query, audio (one encoding pass) (default: %(default)s)")
+    e.add_argument("--metadata", default=None,
+                   help="evaluate a withmeta checkpoint with only these parts, e.g. asource_time (the official "
+                        "way: the fuser is rebuilt without the other parts' embedders) (default: all of its parts)")
+    e.add_argument("--mel-index", type=int, default=0, help="which stored 10-s mel segment, 0..4 (default: 0)")
+    e.add_argument("--limit", type=int, default=None, help="only the first N rows")
+    e.add_argument("--batch-size", type=int, default=100, help="rows per model call (default: %(default)s)")
+    e.add_argument("--out", type=Path, default=None, help="write the JSON lines to this .jsonl file")
+    e.add_argument("--reference", type=Path, default=None,
+                   help="folder with the paper's retrieval_tables.csv (default: SAT2SOUND_REFERENCE or "
+                        "../shared/reference)")
 
 
 def _add_heatmap_kind_options(group: argparse._ArgumentGroup) -> None:
@@ -426,8 +456,14 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from sat2sound_core.evaluation.cli import evaluate
+
+    return evaluate(args, _progress(args, "evaluate"), _progress(args, "model"))
+
+
 _COMMANDS = {"weights": cmd_weights, "heatmap": cmd_heatmap, "retrieve": cmd_retrieve, "concepts": cmd_concepts,
-             "gallery": cmd_gallery}
+             "gallery": cmd_gallery, "evaluate": cmd_evaluate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,6 +57,10 @@ class Settings:
         default=False, metadata={"help": "opt in to storing Esri World Imagery tiles on disk (check its terms)"}
     )
     log_level: str = field(default="INFO", metadata={"help": "logging level"})
+    reference: str = field(
+        default="", metadata={"help": "folder of the paper's result tables for `evaluate`'s side-by-side "
+                                      "(default: ../shared/reference when present)"}
+    )
 
     @property
     def weights(self) -> Path:
