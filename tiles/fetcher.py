@@ -33,6 +33,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3 import exceptions as urllib3_exceptions
 from urllib3.response import BaseHTTPResponse
 
 from tiles.cache import DiskTileCache, MemoryTileCache
@@ -358,6 +359,11 @@ class TileFetcher:
                     return self._check_body(source, response, data, shown, limits)
             except _DeadlinePassed:
                 raise self._deadline_error(source, shown, limits, problem) from None
+            except requests.Timeout as exc:
+                problem = describe_network_error(exc, self.timeout, source.redact)
+                if limits.remaining() <= 0.05:
+                    raise self._deadline_error(source, shown, limits, problem) from None
+                status = 0
             except requests.RequestException as exc:
                 problem = describe_network_error(exc, self.timeout, source.redact)
                 status = 0
@@ -410,7 +416,16 @@ class TileFetcher:
             if abort.is_set():
                 raise TileFetchError(f"{source.name}: tile {shown} abandoned (another tile failed).")
             _set_read_timeout(raw, left)
-            chunk = raw.read1(_CHUNK, decode_content=True)
+            try:
+                chunk = raw.read1(_CHUNK, decode_content=True)
+            except (urllib3_exceptions.ReadTimeoutError, TimeoutError) as exc:
+                if limits.remaining() <= 0.05:
+                    raise _DeadlinePassed() from None
+                raise requests.ReadTimeout(exc) from None
+            except urllib3_exceptions.DecodeError as exc:
+                raise requests.exceptions.ContentDecodingError(exc) from None
+            except (urllib3_exceptions.HTTPError, OSError) as exc:
+                raise requests.ConnectionError(exc) from exc
             if not chunk:
                 break
             buf += chunk

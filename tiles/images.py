@@ -22,19 +22,22 @@ class TileImageError(ValueError):
 def open_tile_image(data: bytes, max_pixels: int) -> Image.Image:
     """The lazily opened image of ``data``; raises :class:`TileImageError` when it is not an image or
     declares more than ``max_pixels`` pixels (checked before any pixel is decoded)."""
+    too_many = (
+        f"more than the {max_pixels} px allowed per tile (SAT2SOUND_TILE_MAX_PIXELS); tiles are 256 or 512 px"
+    )
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own limit below is far tighter than PIL's global one; its warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=TILE_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise TileImageError(f"the image declares too many pixels ({exc}), {too_many}") from None
     except Exception as exc:  # PIL raises many types for bad input
         raise TileImageError(f"not a PNG/JPEG/WebP/GIF image ({type(exc).__name__}: {exc})") from None
     width, height = img.size
     if width * height > max_pixels:
         img.close()
-        raise TileImageError(
-            f"the image declares {width}×{height} px, more than the {max_pixels} px allowed per tile "
-            "(SAT2SOUND_TILE_MAX_PIXELS); tiles are 256 or 512 px"
-        )
+        raise TileImageError(f"the image declares {width}×{height} px, {too_many}")
     return img
 
 
