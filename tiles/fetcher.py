@@ -93,6 +93,27 @@ def _set_read_timeout(raw: BaseHTTPResponse, seconds: float) -> None:
         sock.settimeout(max(0.01, min(seconds, current) if current is not None else seconds))
 
 
+def _finish(response: requests.Response, limits: _Limits) -> None:
+    """Give the connection back to the pool when its body is fully read (keep-alive), else drop it.
+
+    A short error body (404s are common) is drained first, within the deadline; a long or endless one
+    closes the connection instead of being read.
+    """
+    raw = response.raw
+    try:
+        drained = 0
+        while drained <= _CHUNK and limits.remaining() > 0:
+            _set_read_timeout(raw, limits.remaining())
+            chunk = raw.read1(_CHUNK, decode_content=True)
+            if not chunk:
+                raw.release_conn()
+                return
+            drained += len(chunk)
+    except Exception:
+        pass
+    response.close()
+
+
 def describe_network_error(
     exc: BaseException, timeout: float | tuple[float, float], redact: Callable[[str], str]
 ) -> str:
@@ -102,8 +123,11 @@ def describe_network_error(
     if isinstance(exc, requests.Timeout):
         return f"timed out waiting for data (timeout {timeout} s)"
     seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
+    queue: list[BaseException] = [exc]
+    while queue and len(seen) < 32:  # the exception, its causes, urllib3 reasons and wrapped arguments
+        cause = queue.pop(0)
+        if id(cause) in seen:
+            continue
         seen.add(id(cause))
         if isinstance(cause, ConnectionResetError) or getattr(cause, "errno", None) == errno.ECONNRESET:
             return "network error: the server reset the connection"
@@ -111,10 +135,8 @@ def describe_network_error(
             return "network error: the server refused the connection (nothing listens there)"
         if isinstance(cause, socket.gaierror):
             return "network error: the host name cannot be resolved (check the URL and the network)"
-        nested = [a for a in getattr(cause, "args", ()) if isinstance(a, BaseException)]
-        cause = cause.__cause__ or cause.__context__ or (nested[0] if nested else None)
-        if cause is None and nested:
-            cause = nested[0]
+        linked = [cause.__cause__, cause.__context__, getattr(cause, "reason", None), *getattr(cause, "args", ())]
+        queue.extend(c for c in linked if isinstance(c, BaseException))
     text = redact(str(exc))
     if "reset" in text.lower():
         return "network error: the server reset the connection"
@@ -369,7 +391,7 @@ class TileFetcher:
                 status = 0
             finally:
                 if response is not None:
-                    response.close()
+                    _finish(response, limits)
             if status in (204, 404):
                 return None
             if status in (401, 403):

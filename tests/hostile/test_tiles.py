@@ -210,6 +210,18 @@ def test_redirect_within_the_same_host_is_followed(hostile: HostileServer) -> No
     assert [p.split("/")[1] for p in hostile.paths] == ["redirect-same", "ok"]
 
 
+@pytest.mark.parametrize("kind", ["ok", "missing"])
+def test_streaming_keeps_connections_alive(hostile: HostileServer, kind: str) -> None:
+    # Bodies are streamed under the caps; a fully read body (tile or 404) gives its connection back.
+    fetcher = TileFetcher(retries=0, max_workers=1)
+    try:
+        bodies = fetcher.get_tiles(_provider(hostile.template(kind)), [(18, 1000 + i, 1000) for i in range(6)])
+    finally:
+        fetcher.close()
+    assert all((b is not None) == (kind == "ok") for b in bodies.values())
+    assert len(hostile.client_ports) == 6 and len(set(hostile.client_ports)) == 1, hostile.client_ports
+
+
 # --- item 17: a reset connection says so ---------------------------------------------------------
 
 
@@ -357,3 +369,23 @@ def test_deadline_default_leaves_a_normal_chip_alone(hostile: HostileServer) -> 
     finally:
         fetcher.close()
     assert image.shape == (512, 512, 3)
+
+
+def test_same_host_rule() -> None:
+    from tiles.fetcher import same_host
+
+    assert same_host("http://tiles.example:80/1/2/3.png", "http://TILES.example/a.png")
+    assert same_host("http://tiles.example/1.png", "https://tiles.example/1.png")  # upgrade
+    assert not same_host("https://tiles.example/1.png", "http://tiles.example/1.png")  # downgrade
+    assert not same_host("http://127.0.0.1:8000/1.png", "http://127.0.0.1:8001/1.png")
+    assert not same_host("http://tiles.example/1.png", "http://tiles.example.evil/1.png")
+    assert not same_host("http://tiles.example/1.png", "file:///etc/passwd")
+    assert not same_host("http://tiles.example/1.png", "http://169.254.169.254/latest/meta-data/")
+
+
+def test_url_redaction() -> None:
+    from tiles.redact import redact_url_text
+
+    text = redact_url_text('GET https://bob:hunter22@h.example/t?token=abc123&subscription-key=zzz999&x=1 "ok"')
+    assert "hunter22" not in text and "bob" not in text and "abc123" not in text and "zzz999" not in text
+    assert "https://***@h.example/t?token=***&subscription-key=***&x=1" in text

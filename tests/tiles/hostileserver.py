@@ -8,7 +8,7 @@ template (``server.template("trickle")``):
 keep the test running for ever); ``gzip`` a gzip bomb (``bomb_size`` zero bytes compressed to ~1/1000);
 ``huge`` a valid PNG declaring 12000×12000 px; ``silent`` accepts the request and answers nothing for
 ``silent_seconds``; ``reset`` resets the TCP connection; ``redirect-meta`` redirects to the link-local
-metadata address; ``redirect-to`` redirects to ``redirect_target`` (another server); ``redirect-same``
+metadata address; ``redirect-to`` redirects to ``redirect_target`` (another server); ``missing`` a 404 with a body; ``redirect-same``
 redirects to the ``ok`` tile on this host. Every request is counted and its headers kept. Everything
 runs in daemon threads and every behaviour ends on its own within ~30 s.
 """
@@ -73,6 +73,7 @@ class HostileServer:
         self.redirect_target = ""
         self.paths: list[str] = []
         self.headers: list[dict[str, str]] = []
+        self.client_ports: list[int] = []  # one entry per request: how many connections served them
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
 
@@ -99,6 +100,7 @@ class HostileServer:
                 with server._lock:
                     server.paths.append(self.path)
                     server.headers.append(dict(self.headers.items()))
+                    server.client_ports.append(int(self.client_address[1]))
                 try:
                     server._handle(self)
                 except (TimeoutError, BrokenPipeError, ConnectionResetError):
@@ -175,6 +177,9 @@ class HostileServer:
             self._headers(h, 302, {"Location": "http://169.254.169.254/latest/meta-data/", "Content-Length": "0"})
         elif kind == "redirect-to":
             self._headers(h, 302, {"Location": f"{self.redirect_target}/{z}/{x}/{y}.png", "Content-Length": "0"})
+        elif kind == "missing":  # a 404 with a short body, as tile servers send for absent tiles
+            self._headers(h, 404, {"Content-Type": "text/plain", "Content-Length": "12"})
+            h.wfile.write(b"no such tile")
         elif kind == "redirect-same":
             self._headers(h, 302, {"Location": f"/ok/{z}/{x}/{y}.png", "Content-Length": "0"})
         else:
