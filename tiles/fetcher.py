@@ -52,6 +52,10 @@ _CHUNK = 64 * 1024
 _MAX_REDIRECTS = 3
 
 
+class _Abandoned(TileFetchError):
+    """A tile stopped because another tile of the chip failed (never the error the caller sees first)."""
+
+
 class _DeadlinePassed(Exception):
     """The chip's deadline passed while a body was being read."""
 
@@ -316,11 +320,16 @@ class TileFetcher:
         try:
             wait(futures, return_when=FIRST_EXCEPTION)
             return [f.result() for f in futures]
-        except BaseException:
+        except BaseException as exc:
             abort.set()
             for f in futures:
                 f.cancel()
             wait(futures)
+            if isinstance(exc, _Abandoned):  # report the failure that stopped the chip, not a casualty
+                for f in futures:
+                    cause = None if f.cancelled() else f.exception()
+                    if cause is not None and not isinstance(cause, _Abandoned):
+                        raise cause from None
             raise
 
     def _sleep_for(self, attempt: int, response: requests.Response | None) -> float:
@@ -369,7 +378,7 @@ class TileFetcher:
         problem = ""
         for attempt in range(self.retries + 1):
             if abort.is_set():
-                raise TileFetchError(f"{source.name}: tile {shown} abandoned (another tile failed).")
+                raise _Abandoned(f"{source.name}: tile {shown} abandoned (another tile failed).")
             if limits.remaining() <= 0:
                 raise self._deadline_error(source, shown, limits, problem)
             response: requests.Response | None = None
@@ -436,7 +445,7 @@ class TileFetcher:
             if left <= 0:
                 raise _DeadlinePassed()
             if abort.is_set():
-                raise TileFetchError(f"{source.name}: tile {shown} abandoned (another tile failed).")
+                raise _Abandoned(f"{source.name}: tile {shown} abandoned (another tile failed).")
             _set_read_timeout(raw, left)
             try:
                 chunk = raw.read1(_CHUNK, decode_content=True)
