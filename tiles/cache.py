@@ -4,14 +4,15 @@ The disk cache uses the standard MBTiles schema (``metadata``; ``tiles`` with TM
 ``tile_row = 2**z - 1 - y``) plus a ``sha256`` column, so any MBTiles reader can open it. Writes are
 SQLite transactions (atomic: a crash leaves either the old or the new row). On every read the body's
 sha256 is checked and the image header decoded; a corrupt entry is deleted and reported as a miss so the
-tile is fetched again. A file that is not a valid database is moved aside and recreated.
+tile is fetched again. A file that cannot serve as this cache (not a database, unreadable, a table that
+lacks a column, a folder in its place) is moved aside to ``<name>.corrupt-<time>`` and recreated, with
+one warning. A full disk is not "corrupt": it raises, and the fetcher goes on without the disk cache.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import os
 import sqlite3
@@ -20,11 +21,29 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from PIL import Image
+from tiles.config import DEFAULT_TILE_MAX_PIXELS
+from tiles.images import image_ok
 
 log = logging.getLogger(__name__)
 
 TileKey = tuple[str, int, int, int]  # (cache_key, z, x, y)
+TILE_COLUMNS = ("zoom_level", "tile_column", "tile_row", "tile_data", "sha256", "fetched")
+METADATA_COLUMNS = ("name", "value")
+
+
+class CacheSchemaError(sqlite3.DatabaseError):
+    """An existing cache file's tables do not have the columns this cache needs."""
+
+
+def _check_schema(conn: sqlite3.Connection) -> None:
+    for table, wanted in (("tiles", TILE_COLUMNS), ("metadata", METADATA_COLUMNS)):
+        have = [row[1] for row in conn.execute(f"PRAGMA table_info({table})").fetchall()]
+        if list(have) != list(wanted):
+            raise CacheSchemaError(f"table {table} has columns {have}, expected {list(wanted)}")
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.DatabaseError) and "full" in str(exc).lower()
 
 
 class MemoryTileCache:
@@ -63,14 +82,9 @@ class MemoryTileCache:
         return len(self._data)
 
 
-def body_ok(data: bytes) -> bool:
-    """True when ``data`` parses as an image (header + size; cheap, no full decode)."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.verify()
-        return True
-    except Exception:
-        return False
+def body_ok(data: bytes, max_pixels: int = DEFAULT_TILE_MAX_PIXELS) -> bool:
+    """True when ``data`` parses as an image of at most ``max_pixels`` (header + structure; no full decode)."""
+    return image_ok(data, max_pixels)
 
 
 class DiskTileCache:
@@ -83,8 +97,12 @@ class DiskTileCache:
 
     def _open(self, name: str, attribution: str) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn: sqlite3.Connection | None = None
         for attempt in range(2):
             try:
+                conn = None
+                if self.path.is_dir():
+                    raise sqlite3.DatabaseError("a folder is in the cache file's place")
                 conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
                 conn.execute("PRAGMA journal_mode=WAL")
                 with conn:
@@ -99,15 +117,20 @@ class DiskTileCache:
                     meta = {"name": name or self.path.stem, "attribution": attribution, "type": "baselayer",
                             "version": "1", "description": "sat2sound tile cache", "format": "jpg"}
                     conn.executemany("INSERT OR IGNORE INTO metadata VALUES (?, ?)", list(meta.items()))
+                _check_schema(conn)
                 conn.execute("SELECT COUNT(*) FROM tiles").fetchone()
                 return conn
             except sqlite3.DatabaseError as exc:
-                if attempt:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                if attempt or _disk_full(exc):
                     raise
                 aside = self.path.with_suffix(f".corrupt-{int(time.time())}")
-                log.warning("tile cache %s is not a valid database (%s); moving it to %s", self.path, exc, aside)
-                with contextlib.suppress(Exception):
-                    conn.close()
+                log.warning(
+                    "tile cache %s cannot be used (%s); moving it to %s and starting an empty cache",
+                    self.path, exc, aside,
+                )
                 os.replace(self.path, aside)
                 for extra in ("-wal", "-shm"):
                     side = Path(str(self.path) + extra)

@@ -29,6 +29,9 @@ DEFAULT_USER_AGENT = "sat2sound-map/0.1 (+https://github.com/sat2sound-map)"
 AZURE_KEY_ENV = "AZURE_MAPS_KEY"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+DEFAULT_TILE_DEADLINE = 60.0
+DEFAULT_TILE_MAX_BYTES = 4 * 1024 * 1024
+DEFAULT_TILE_MAX_PIXELS = 1024 * 1024
 
 
 def default_home() -> Path:
@@ -49,6 +52,23 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise TilesConfigError(f"{PREFIX}{name}={raw!r} is not a boolean; use 1/0, true/false, yes/no.")
 
 
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float, *, whole: bool) -> float:
+    raw = env.get(PREFIX + name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high or (whole and not value.is_integer()):
+        kind = "a whole number" if whole else "a number"
+        raise TilesConfigError(
+            f"{PREFIX}{name}={raw!r} is not usable; set {kind} from {low:g} to {high:g} "
+            f"(default {PREFIX}{name}={default:g})."
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class TilesConfig:
     """Settings :mod:`tiles` uses: cache home, User-Agent, cache switches and the googleEarth source.
@@ -56,6 +76,13 @@ class TilesConfig:
     ``googleearth_source`` (``SAT2SOUND_GOOGLEEARTH_SOURCE``, tiles-only) names a local file/folder or an
     http(s) ``{z}/{x}/{y}`` template used when ``fetch_chip(..., "googleEarth")`` gets no provider.
     ``offline`` (``SAT2SOUND_OFFLINE``, the product's switch) serves tiles from the caches only.
+
+    Limits against hostile or broken tile servers (tiles-only settings): ``tile_deadline``
+    (``SAT2SOUND_TILE_DEADLINE``, seconds, default 60) is the wall-clock budget of one chip's tiles,
+    retries and backoff included; ``tile_max_bytes`` (``SAT2SOUND_TILE_MAX_BYTES``, default 4 MiB) caps
+    one tile body after content decoding (gzip bombs, endless bodies); ``tile_max_pixels``
+    (``SAT2SOUND_TILE_MAX_PIXELS``, default 1048576 = 1024²) caps a tile's pixels, checked from the image
+    header before anything is decoded.
     """
 
     home: Path
@@ -64,6 +91,9 @@ class TilesConfig:
     esri_disk_cache: bool = False
     googleearth_source: str = ""
     offline: bool = False
+    tile_deadline: float = DEFAULT_TILE_DEADLINE
+    tile_max_bytes: int = DEFAULT_TILE_MAX_BYTES
+    tile_max_pixels: int = DEFAULT_TILE_MAX_PIXELS
 
     @property
     def tile_cache_dir(self) -> Path:
@@ -72,7 +102,7 @@ class TilesConfig:
 
 
 def get_config(env: Mapping[str, str] | None = None) -> TilesConfig:
-    """Read :class:`TilesConfig` from ``env`` (default ``os.environ``), validating booleans."""
+    """Read :class:`TilesConfig` from ``env`` (default ``os.environ``), validating booleans and limits."""
     env = dict(os.environ if env is None else env)
     home_raw = env.get(PREFIX + "HOME")
     home = Path(home_raw).expanduser() if home_raw else default_home()
@@ -83,6 +113,9 @@ def get_config(env: Mapping[str, str] | None = None) -> TilesConfig:
         esri_disk_cache=_bool(env, "ESRI_DISK_CACHE", False),
         googleearth_source=env.get(PREFIX + "GOOGLEEARTH_SOURCE", "").strip(),
         offline=_bool(env, "OFFLINE", False),
+        tile_deadline=_number(env, "TILE_DEADLINE", DEFAULT_TILE_DEADLINE, 0.1, 3600.0, whole=False),
+        tile_max_bytes=int(_number(env, "TILE_MAX_BYTES", DEFAULT_TILE_MAX_BYTES, 1024, 2**30, whole=True)),
+        tile_max_pixels=int(_number(env, "TILE_MAX_PIXELS", DEFAULT_TILE_MAX_PIXELS, 256 * 256, 2**26, whole=True)),
     )
 
 

@@ -8,21 +8,38 @@ black and are reported in the notes. Decoded tiles are checked for the provider'
 from __future__ import annotations
 
 import hashlib
-import io
 from collections import Counter
 
 import numpy as np
-from PIL import Image
 
+from tiles.config import DEFAULT_TILE_MAX_PIXELS
 from tiles.errors import NoImageryError, TileFetchError
 from tiles.fetcher import Tile, TileFetcher
+from tiles.images import TileImageError, open_tile_image
 from tiles.providers import TileSource
 
 
-def decode_tile(data: bytes, source: TileSource, tile: Tile) -> np.ndarray | None:
-    """(T, T, 3) uint8 pixels of a tile body; None when it is fully transparent (no data)."""
+def decode_tile(
+    data: bytes, source: TileSource, tile: Tile, max_pixels: int = DEFAULT_TILE_MAX_PIXELS
+) -> np.ndarray | None:
+    """(T, T, 3) uint8 pixels of a tile body; None when it is fully transparent (no data).
+
+    The declared size is checked against ``max_pixels`` and the tile size before any pixel is decoded.
+    """
+    size = source.tile_size
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        img = open_tile_image(data, max_pixels)
+    except TileImageError as exc:
+        raise TileFetchError(f"{source.name}: tile {tile} cannot be used ({exc}).") from None
+    if img.size != (size, size):
+        width, height = img.size
+        img.close()
+        raise TileFetchError(
+            f"{source.name}: tile {tile} is {width}×{height} px, expected {size}×{size}; "
+            "set tile_size on the provider to the size its server sends."
+        )
+    try:
+        with img:
             img.load()
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = np.asarray(img.convert("RGBA"))
@@ -33,7 +50,6 @@ def decode_tile(data: bytes, source: TileSource, tile: Tile) -> np.ndarray | Non
                 rgb = np.asarray(img.convert("RGB"))
     except Exception as exc:
         raise TileFetchError(f"{source.name}: tile {tile} cannot be decoded as an image ({exc}).") from None
-    size = source.tile_size
     if rgb.shape[:2] != (size, size):
         raise TileFetchError(
             f"{source.name}: tile {tile} is {rgb.shape[1]}×{rgb.shape[0]} px, expected {size}×{size}; "
@@ -85,11 +101,12 @@ def assemble(
     wanted = {(tx, ty): (z, tx % n, ty) for tx in range(tx0, tx1 + 1) for ty in range(ty0, ty1 + 1) if 0 <= ty < n}
     unique = sorted(set(wanted.values()))
     bodies = fetcher.get_tiles(source, unique)
+    max_pixels = fetcher.config.tile_max_pixels
     pixels: dict[Tile, np.ndarray] = {}
     missing: list[Tile] = []
     for t in unique:
         body = bodies.get(t)
-        decoded = decode_tile(body, source, t) if body is not None else None
+        decoded = decode_tile(body, source, t, max_pixels) if body is not None else None
         if decoded is None:
             missing.append(t)
         else:

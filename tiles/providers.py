@@ -18,7 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import xyzservices
 import xyzservices.providers as xyz
@@ -26,12 +26,36 @@ import xyzservices.providers as xyz
 from tiles.config import AZURE_KEY_ENV, TilesConfig, env_key
 from tiles.errors import LocalSourceError, ProviderError
 from tiles.mercator import quadkey
+from tiles.redact import redact_url_text, remember_secret
 
 CACHE_POLICIES = ("disk", "memory", "none")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _KNOWN_FIELDS = {"z", "x", "y", "-y", "q", "s", "key"}
 # WMTS RESTful templates (GoogleMapsCompatible tile matrix set) use these names for z, x, y.
 _WMTS_ALIASES = {"{TileMatrix}": "{z}", "{TileCol}": "{x}", "{TileRow}": "{y}"}
+_USERINFO_RE = re.compile(r"(?i)^([a-z][a-z0-9+.-]*://)([^/?#@]*)@")
+
+
+def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(``url`` without ``user:pass@``, (user, password) or None). The password is remembered as a secret."""
+    match = _USERINFO_RE.match(url)
+    if match is None:
+        return url, None
+    user, _, password = match.group(2).partition(":")
+    auth = (unquote(user), unquote(password))
+    remember_secret(auth[1])
+    return match.group(1) + url[match.end():], auth
+
+
+def host_of(url: str) -> str:
+    """``host[:port]`` of ``url`` without any userinfo (for names and attributions)."""
+    parts = urlsplit(url.replace("{s}", "a"))
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port else host
 
 
 class Provider:
@@ -119,7 +143,7 @@ class XYZProvider(TileSource):
     ) -> None:
         if not isinstance(url_template, str) or not url_template.strip():
             raise ProviderError("url_template must be a non-empty http(s) URL template with {z}/{x}/{y}.")
-        url_template = url_template.strip()
+        url_template, self.auth = split_userinfo(url_template.strip())
         for alias, field in _WMTS_ALIASES.items():
             url_template = url_template.replace(alias, field)
         scheme = urlsplit(url_template.replace("{s}", "a")).scheme.lower()
@@ -168,11 +192,11 @@ class XYZProvider(TileSource):
         self.repeats_are_placeholders = repeats_are_placeholders
         self.grey_small_is_placeholder = grey_small_is_placeholder
         self.notes = notes
-        self.name = name or urlsplit(url_template.replace("{s}", self.subdomains[0])).netloc or "xyz"
+        self.name = name or host_of(url_template.replace("{s}", self.subdomains[0])) or "xyz"
 
     @staticmethod
     def _redact_template(template: str) -> str:
-        return re.sub(r"(?i)((?:key|token|api[-_]?key|subscription-key)=)[^&{]+", r"\1***", template)
+        return redact_url_text(template)
 
     @property
     def cache_key(self) -> str:
@@ -187,6 +211,7 @@ class XYZProvider(TileSource):
                 f"{self.name} needs an API key: set the environment variable {self.key_env} "
                 "(it is read from the environment only and never logged)."
             )
+        remember_secret(key)
         return key
 
     def check_ready(self) -> None:
@@ -438,7 +463,7 @@ def get_provider(provider: str | Path | Provider) -> Provider:
     if key.startswith("local:"):
         return LocalProvider(text[6:])
     if key.startswith(("http://", "https://")):
-        host = urlsplit(text.replace("{s}", "a")).netloc
+        host = host_of(text)
         return XYZProvider(text, f"imagery from {host} (user-configured; check its terms)", max_zoom=20)
     if Path(text).expanduser().exists():
         return LocalProvider(text)
