@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
     import torch
 
     from sat2sound_core.model.sat2sound import Sat2Sound
+
+
+#: csv's default field_size_limit: a longer field (a caption over 128 KB) is refused with a clear error
+MAX_FIELD_BYTES = 131072
 
 
 @dataclass
@@ -45,17 +50,24 @@ def read_gallery_csv(csv_path: str | os.PathLike[str]) -> list[GalleryRow]:
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise InputError(f"CSV file {csv_path} does not exist")
-    with open(csv_path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    text = _csv_text(csv_path)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[GalleryRow] = []
+    try:
         fields = [c.strip() for c in (reader.fieldnames or [])]
         if "caption" not in fields and not all(f"caption_zl{s}" in fields for s in SCALES):
             raise InputError(
                 f"{csv_path}: needs a 'caption' column (or caption_zl1, caption_zl3, caption_zl5); "
                 f"found columns: {', '.join(fields) or '(none)'}"
             )
-        rows: list[GalleryRow] = []
         for i, raw in enumerate(reader):
-            rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+            extra = raw.pop(None, None)  # DictReader keeps surplus fields under the key None
+            if extra and any(str(v).strip() for v in extra):
+                raise InputError(
+                    f"{csv_path}: row {reader.line_num} has more fields than the header "
+                    f"({len(fields)}); quote captions that contain commas"
+                )
+            rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if isinstance(v, str | None)}
             base = rec.get("caption", "")
             caps = {s: rec.get(f"caption_zl{s}") or base for s in SCALES}
             if not all(caps.values()):
@@ -74,9 +86,26 @@ def read_gallery_csv(csv_path: str | os.PathLike[str]) -> list[GalleryRow]:
                     audio=audio,
                 )
             )
+    except csv.Error as exc:  # a field over csv.field_size_limit (128 KB), a NUL byte, a stray quote …
+        raise InputError(
+            f"{csv_path}: line {reader.line_num} cannot be read as CSV ({exc}); captions are limited to "
+            f"{MAX_FIELD_BYTES // 1024} KB and fields must not hold NUL bytes"
+        ) from None
     if not rows:
         raise InputError(f"{csv_path} has no rows")
     return rows
+
+
+def _csv_text(csv_path: Path) -> str:
+    """The CSV's text: UTF-8, with or without the byte-order mark Excel writes (``\\ufeffcaption``)."""
+    data = csv_path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{csv_path} is not UTF-8 text (byte {exc.start} is {data[exc.start:exc.start + 1]!r}, e.g. Latin-1); "
+            "save it as UTF-8 (Excel: 'CSV UTF-8', or `iconv -f latin1 -t utf-8`)"
+        ) from None
 
 
 def _mono(waveform: torch.Tensor, rate: int) -> tuple[np.ndarray, int]:
