@@ -7,7 +7,11 @@ clear :class:`InputError` (or a clean CLI line), never a traceback, a leaked fil
 from __future__ import annotations
 
 import os
+import resource
 import stat
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import h5py
@@ -202,6 +206,68 @@ def test_synthesised_nan_audio_is_not_written(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+# ---- audio decoded window by window, in bounded memory (item 6) ----------------------------------------
+
+PEAK_LIMIT_MB = 1024
+
+
+@pytest.fixture(scope="module")
+def six_minutes_8ch_192k(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 min, 8 channels, 192 kHz FLAC of silence and tones (~4 MB on disk, 2.2 GB as float32), written in blocks."""
+    path = tmp_path_factory.mktemp("audio") / "long.flac"
+    rate, channels = 192_000, 8
+    tone = (0.25 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+    with sf.SoundFile(path, "w", rate, channels, format="FLAC", subtype="PCM_16") as fh:
+        for second in range(6 * 60):
+            block = np.zeros((rate, channels), np.float32)
+            if second % 20 < 3:
+                block[:, second % channels] = tone
+            fh.write(block)
+    return path
+
+
+def _child_peak_mb(code: str, *args: str) -> tuple[str, float]:
+    """Run ``code`` in a fresh Python; its stdout and the peak RSS (MB) of the children so far."""
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
+                         timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def test_a_long_many_channel_recording_is_read_in_bounded_memory(six_minutes_8ch_192k: Path) -> None:
+    code = """
+        import sys
+        from sat2sound_core.preprocess.audio import open_audio, log_mel, log_mel_windows
+        audio = open_audio(sys.argv[1])
+        one = log_mel(audio, audio.sample_rate, start_seconds=200.0)
+        many = log_mel_windows(audio, audio.sample_rate, max_windows=8)
+        print(tuple(one.shape), tuple(many.mels.shape), float(one.max()) > -50, many.starts_seconds[-1])
+    """
+    out, peak = _child_peak_mb(code, str(six_minutes_8ch_192k))
+    assert out.split(") ")[0] == "(1001, 64" and "(8, 1001, 64)" in out and "True 350.0" in out, out
+    assert peak < PEAK_LIMIT_MB, f"peak RSS {peak:.0f} MB"
+
+
+def test_decoding_a_long_recording_whole_is_refused_before_allocating(six_minutes_8ch_192k: Path) -> None:
+    from sat2sound_core.preprocess.audio import load_audio
+
+    with pytest.raises(InputError, match="too long to decode whole.*open_audio"):
+        load_audio(six_minutes_8ch_192k)
+
+
+def test_an_uploaded_long_recording_goes_through_the_engine_window_by_window(six_minutes_8ch_192k: Path) -> None:
+    """The app's upload path (bridge.decode_audio) and the CLI's (read_audio_file) hand the engine an
+    AudioFile, not a decoded array."""
+    from app.bridge import decode_audio
+    from sat2sound_core.maps.kinds import read_audio_file
+    from sat2sound_core.preprocess.audio import AudioFile
+
+    audio, rate = decode_audio(six_minutes_8ch_192k.read_bytes())
+    assert isinstance(audio, AudioFile) and rate == 192_000 and audio.channels == 8
+    cli_audio, _ = read_audio_file(str(six_minutes_8ch_192k))
+    assert isinstance(cli_audio, AudioFile) and cli_audio.duration == pytest.approx(360.0)
+
+
 # ---- exports respect the umask (item 14; fixed on main by sat2sound_core.common.files) -------------------
 
 
@@ -234,3 +300,24 @@ def test_every_export_kind_gets_the_mode_the_umask_gives(tmp_path: Path, umask: 
     assert len({p.suffix for p in written}) == 6  # .tif .png .wav .json .csv .h5
     for path in written:
         assert stat.S_IMODE(path.stat().st_mode) == mode, path
+
+
+def test_the_engine_encodes_an_audio_file_as_its_decoded_samples(tmp_path: Path, product_home: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from sat2sound_core.engine import Engine
+    from sat2sound_core.preprocess.audio import load_audio, open_audio
+    from sat2sound_core.weights.loading import clear_model_cache
+    from tests.fixtures.tiny_model import write_tiny_weights
+
+    ckpt, t5 = write_tiny_weights(tmp_path / "weights")
+    monkeypatch.setenv("SAT2SOUND_T5_DIR", str(t5))
+    clear_model_cache()
+    engine = Engine(checkpoint=str(ckpt), precision="fp32", device="cpu")
+    rng = np.random.default_rng(3)
+    sf.write(tmp_path / "clip.flac", (0.2 * rng.standard_normal((44100 * 23, 2))).astype(np.float32), 44100)
+    decoded, rate = load_audio(tmp_path / "clip.flac")
+    lazy = open_audio(tmp_path / "clip.flac")
+    for kwargs in ({"start_seconds": 4.5}, {"whole_recording": True}):
+        want = engine.encode_audio(decoded, rate, **kwargs).embedding
+        got = engine.encode_audio(lazy, rate, **kwargs).embedding
+        np.testing.assert_array_equal(got, want)
