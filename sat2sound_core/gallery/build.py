@@ -18,13 +18,13 @@ from sat2sound_core.gallery.schema import RAW_RATE, SCALES
 from sat2sound_core.gallery.write import write_gallery
 
 if TYPE_CHECKING:
-    import torch
-
     from sat2sound_core.model.sat2sound import Sat2Sound
 
 
 #: csv's default field_size_limit: a longer field (a caption over 128 KB) is refused with a clear error
 MAX_FIELD_BYTES = 131072
+#: longest recording one gallery row holds (stored whole, at 32 kHz, for re-embedding)
+MAX_ROW_SECONDS = 600
 
 
 @dataclass
@@ -45,8 +45,6 @@ def read_gallery_csv(csv_path: str | os.PathLike[str]) -> list[GalleryRow]:
     (optional: path to a wav/flac/ogg/mp3 file, relative to the CSV), ``audio_caption`` (optional,
     default: the caption), ``sample_id`` (optional, default: row number).
     """
-    from sat2sound_core.preprocess.audio import load_audio
-
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise InputError(f"CSV file {csv_path} does not exist")
@@ -77,7 +75,7 @@ def read_gallery_csv(csv_path: str | os.PathLike[str]) -> list[GalleryRow]:
                 audio_path = (csv_path.parent / rec["audio"]).resolve()
                 if not audio_path.is_file():
                     raise InputError(f"{csv_path}: row {i + 2}: audio file {audio_path} does not exist")
-                audio = _mono(*load_audio(str(audio_path)))
+                audio = _read_row_audio(audio_path, f"{csv_path}: row {i + 2}")
             rows.append(
                 GalleryRow(
                     sample_id=rec.get("sample_id") or f"row-{i}",
@@ -108,10 +106,20 @@ def _csv_text(csv_path: Path) -> str:
         ) from None
 
 
-def _mono(waveform: torch.Tensor, rate: int) -> tuple[np.ndarray, int]:
-    """``load_audio``'s (C, T) waveform as mono float32 samples (channels averaged), with its rate."""
-    arr = np.asarray(waveform.numpy(), dtype=np.float32)
-    return arr.mean(axis=0), int(rate)
+def _read_row_audio(path: Path, where: str) -> tuple[np.ndarray, int]:
+    """A row's recording as mono float32 samples at its own rate (channels averaged block by block, so
+    a many-channel file never lies in memory whole), at most :data:`MAX_ROW_SECONDS` long."""
+    from sat2sound_core.preprocess.audio import open_audio
+
+    audio = open_audio(path)
+    if audio.duration > MAX_ROW_SECONDS:
+        raise InputError(
+            f"{where}: {path.name} is {audio.duration / 60:.1f} min long; gallery rows hold at most "
+            f"{MAX_ROW_SECONDS // 60} min of audio; trim it (e.g. `ffmpeg -i in.flac -t 60 out.flac`)"
+        )
+    samples = audio.read_mono(0, audio.frames)
+    audio.check_heard()
+    return samples.numpy(), audio.sample_rate
 
 
 def build_gallery(
