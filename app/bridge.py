@@ -21,9 +21,8 @@ from app.map_view import Basemap
 from sat2sound_core import imagery
 
 if TYPE_CHECKING:
-    import torch
-
     from sat2sound_core.maps.heatmaps import Heatmap
+    from sat2sound_core.preprocess.audio import AudioFile
     from sat2sound_core.synthesis import Audio
     from tiles import Chip
 
@@ -115,11 +114,13 @@ def span_m(bounds: list[list[float]]) -> float:
     return abs(e - w) * 111_320.0 * max(math.cos(lat), 1e-6)
 
 
-def decode_audio(data: bytes) -> tuple[torch.Tensor, int]:
-    """Decode an uploaded clip with the model's loader (raises InputError for bad files)."""
-    from sat2sound_core.preprocess.audio import load_audio
+def decode_audio(data: bytes) -> tuple[AudioFile, int]:
+    """Open an uploaded clip with the model's loader (raises InputError for bad files); its windows are
+    decoded only when a map needs them, so memory stays bounded whatever the recording's length."""
+    from sat2sound_core.preprocess.audio import open_audio
 
-    return load_audio(data)
+    audio = open_audio(data)
+    return audio, audio.sample_rate
 
 
 def chip_with_grid(chip: Chip, heat: Heatmap | None = None, size: int = 448, grid: int = 14) -> bytes:

@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -121,10 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--concepts", action="store_true", help="add a band with each patch's top concept id")
     o = h.add_argument_group("output")
     o.add_argument("--out", "-o", required=True,
-                   help="output prefix: writes PREFIX.tif and PREFIX_<n>.png (folders must exist)")
+                   help="output prefix: writes PREFIX.tif and PREFIX_<n>.png (folders must exist; a folder DIR/ "
+                        "means DIR/heatmap)")
     o.add_argument("--size", type=int, default=None,
-                   help="upsample GeoTIFF bands to SIZE×SIZE pixels (default: the 14×14 patch grid)")
-    o.add_argument("--png-size", type=int, default=448, help="PNG preview size in pixels (default: %(default)s)")
+                   help="upsample GeoTIFF bands to SIZE×SIZE pixels, 1 … 4096 (default: the 14×14 patch grid)")
+    o.add_argument("--png-size", type=int, default=448,
+                   help="PNG preview size in pixels, 16 … 4096 (default: %(default)s)")
     o.add_argument("--no-png", action="store_true", help="skip the PNG previews")
 
     # retrieve
@@ -255,6 +258,63 @@ def _query_flags() -> str:
 
 
 # --------------------------------------------------------------------------------------------------
+# argument checks (all before the model loads or a tile is fetched)
+
+#: largest GeoTIFF band (``--size``) and PNG preview (``--png-size``) in pixels per side
+MAX_RASTER_SIZE = 4096
+#: prefix used when ``heatmap --out`` names a folder
+DEFAULT_PREFIX = "heatmap"
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse out-of-range numbers and unusable output paths of a parsed command line, naming the fix;
+    runs before anything slow (model loading, tile fetching), so a typo fails at once."""
+    from sat2sound_core.common.errors import InputError
+
+    if hasattr(args, "lat") and hasattr(args, "lon"):
+        from tiles.errors import TilesError
+        from tiles.mercator import validate_point
+
+        try:
+            validate_point(args.lat, args.lon)
+        except TilesError as exc:
+            raise InputError(f"{exc} (--lat/--lon)") from None
+    for name, low in (("size", 1), ("png_size", 16)):
+        value = getattr(args, name, None)
+        if value is not None and not low <= value <= MAX_RASTER_SIZE:
+            raise InputError(f"--{name.replace('_', '-')} must be between {low} and {MAX_RASTER_SIZE} pixels, got {value}")
+    if getattr(args, "examples", 0) < 0:
+        raise InputError(f"--examples must be 0 (none) or more, got {args.examples}")
+    if getattr(args, "top_k", 1) < 1:
+        raise InputError(f"--top-k must be at least 1, got {args.top_k}")
+    if getattr(args, "k", 1) < 1:
+        raise InputError(f"-k must be at least 1, got {args.k}")
+    start = getattr(args, "start", 0.0)
+    if not (start >= 0 and start < float("inf")):
+        raise InputError(f"--start must be a number of seconds >= 0, got {start}")
+    if args.command in ("retrieve", "concepts") and args.out is not None and Path(args.out).expanduser().is_dir():
+        raise InputError(f"--out {args.out} is a folder; give a file name ending in "
+                         f"{'.csv or .json' if args.command == 'retrieve' else '.json or .tif'}")
+    if args.command == "heatmap":
+        heatmap_prefix(args.out)
+
+
+def heatmap_prefix(value: str) -> Path:
+    """The output prefix of ``heatmap --out``: ``DIR/`` or an existing folder means ``DIR/heatmap``
+    (never ``DIR.tif`` beside the folder); the prefix's folder must exist."""
+    from sat2sound_core.common.errors import InputError
+
+    out = Path(value).expanduser()
+    if value.endswith(("/", "\\")) or out.is_dir():
+        if not out.is_dir():
+            raise InputError(f"output folder {out} does not exist; create it or choose another --out")
+        return out / DEFAULT_PREFIX
+    if not out.parent.is_dir():
+        raise InputError(f"output folder {out.parent} does not exist; create it or choose another --out")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # helpers
 
 
@@ -358,9 +418,7 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
 
     if not (_given_queries(args) or args.concepts):
         raise InputError(f"give at least one query: {_query_flags()}")
-    out = Path(args.out).expanduser()
-    if not out.parent.is_dir():
-        raise InputError(f"output folder {out.parent} does not exist; create it or choose another --out")
+    out = heatmap_prefix(args.out)
     queries = heatmap_queries(args)
     engine = _engine(args)
     result = _analyze(args, engine)
@@ -385,6 +443,8 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise InputError(f"-k must be at least 1, got {args.k}")
     if args.audio_out is not None and not args.audio_out.is_dir():
+        if args.audio_out.exists():
+            raise InputError(f"--audio-out {args.audio_out} is a file; give a folder (hit_<rank>.wav are written in it)")
         raise InputError(f"--audio-out folder {args.audio_out} does not exist; create it first")
     engine = _engine(args, gallery=args.gallery)
     result = _analyze(args, engine)
@@ -476,7 +536,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     tune_allocator()
     try:
-        return _COMMANDS[args.command](args)
+        check_args(args)
+        with warnings.catch_warnings():
+            if not args.verbose:  # numpy's divide/invalid RuntimeWarnings are not messages for the user
+                warnings.simplefilter("ignore", RuntimeWarning)
+            return _COMMANDS[args.command](args)
     except Sat2SoundError as exc:  # imagery errors arrive as ImageryError (sat2sound_core.imagery)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

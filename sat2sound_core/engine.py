@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from sat2sound_core.gallery import Gallery
     from sat2sound_core.maps.concepts import ConceptMap
     from sat2sound_core.model.sat2sound import Encoding, Sat2Sound
+    from sat2sound_core.preprocess.audio import AudioFile
     from sat2sound_core.preprocess.metadata import Metadata
     from sat2sound_core.retrieval import Hit
     from tiles.chip import Chip
@@ -72,8 +73,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: audio samples, (T,) or (C, T) floats in [-1, 1]
-Waveform: TypeAlias = "np.ndarray | torch.Tensor"
+#: audio samples, (T,) or (C, T) floats in [-1, 1], or an AudioFile (decoded window by window)
+Waveform: TypeAlias = "np.ndarray | torch.Tensor | AudioFile"
 #: a gallery to retrieve from: a Gallery, an HDF5 path, ``"official"``, or None (the engine's)
 GallerySpec: TypeAlias = "Gallery | str | os.PathLike[str] | None"
 #: imagery for a fetch: a tiles provider name, a local file, an http(s) template or a provider object
@@ -461,12 +462,16 @@ class Engine:
         import torch
 
         from sat2sound_core import log_mel
-        from sat2sound_core.preprocess.audio import log_mel_windows
+        from sat2sound_core.preprocess.audio import AudioFile, log_mel_windows
 
-        arr = _as_float_waveform(waveform)
+        arr: np.ndarray | AudioFile
+        if isinstance(waveform, AudioFile):  # read window by window (bounded memory)
+            arr, sample_rate = waveform, waveform.sample_rate
+        else:
+            arr = _as_float_waveform(waveform)
         if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
             raise InputError(f"sample rate must be a positive integer, got {sample_rate!r}")
-        duration = arr.shape[-1] / float(sample_rate)
+        duration = arr.duration if isinstance(arr, AudioFile) else arr.shape[-1] / float(sample_rate)
         if duration < 0.5:
             raise InputError(f"the audio clip is too short ({duration:.2f} s); give at least 0.5 s of sound")
         if whole_recording:

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from sat2sound_core.maps.heatmaps import Heatmap
 
 SOFTWARE = "sat2sound-map"
+#: most channels an exported clip may have (a 2-D array with more rows is read as (T, C))
+MAX_CHANNELS = 8
 
 #: what :func:`_jsonable` turns any value into (and what JSON tags and sidecars hold)
 JSON: TypeAlias = "None | str | int | float | bool | list[JSON] | dict[str, JSON]"
@@ -264,16 +266,29 @@ def write_png(
 
 
 def wav_bytes(samples: ArrayLike, sample_rate: int) -> bytes:
-    """16-bit PCM WAV of float samples in [-1, 1] ((T,) or (C, T))."""
+    """16-bit PCM WAV of float samples in [-1, 1] ((T,) or (C, T) with C ≤ :data:`MAX_CHANNELS`; a 2-D
+    array with more rows than that is read as (T, C)). Non-finite samples are refused (they
+    would become full-scale clicks); samples beyond ±1 are clipped."""
     import soundfile as sf
 
-    arr = np.asarray(samples, dtype=np.float32)
+    arr = np.asarray(samples)
+    if arr.dtype.kind not in "fiu":
+        raise InputError(f"audio samples must be numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32, copy=False)
     if arr.ndim == 2:
-        arr = arr.T if arr.shape[0] < arr.shape[1] else arr
+        if arr.shape[0] <= MAX_CHANNELS:
+            arr = arr.T
+        elif arr.shape[1] > MAX_CHANNELS:
+            raise InputError(f"audio samples must be (T,) or (C, T) with at most {MAX_CHANNELS} channels, "
+                             f"got shape {arr.shape}")
+    elif arr.ndim != 1:
+        raise InputError(f"audio samples must be (T,) or (C, T), got shape {arr.shape}")
     if arr.size == 0:
         raise InputError("no audio samples to write")
-    if sample_rate <= 0:
-        raise InputError(f"sample rate must be positive, got {sample_rate}")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer) or not 0 < sample_rate <= 1_000_000:
+        raise InputError(f"sample rate must be a positive integer in Hz, got {sample_rate!r}")
+    if not np.isfinite(arr).all():
+        raise InputError("the audio has NaN or infinite samples (damaged audio); it is not written")
     buf = io.BytesIO()
     sf.write(buf, np.clip(arr, -1.0, 1.0), int(sample_rate), format="WAV", subtype="PCM_16")
     return buf.getvalue()

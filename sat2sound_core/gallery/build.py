@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,13 @@ from sat2sound_core.gallery.schema import RAW_RATE, SCALES
 from sat2sound_core.gallery.write import write_gallery
 
 if TYPE_CHECKING:
-    import torch
-
     from sat2sound_core.model.sat2sound import Sat2Sound
+
+
+#: csv's default field_size_limit: a longer field (a caption over 128 KB) is refused with a clear error
+MAX_FIELD_BYTES = 131072
+#: longest recording one gallery row holds (stored whole, at 32 kHz, for re-embedding)
+MAX_ROW_SECONDS = 600
 
 
 @dataclass
@@ -40,22 +45,27 @@ def read_gallery_csv(csv_path: str | os.PathLike[str]) -> list[GalleryRow]:
     (optional: path to a wav/flac/ogg/mp3 file, relative to the CSV), ``audio_caption`` (optional,
     default: the caption), ``sample_id`` (optional, default: row number).
     """
-    from sat2sound_core.preprocess.audio import load_audio
-
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise InputError(f"CSV file {csv_path} does not exist")
-    with open(csv_path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    text = _csv_text(csv_path)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[GalleryRow] = []
+    try:
         fields = [c.strip() for c in (reader.fieldnames or [])]
         if "caption" not in fields and not all(f"caption_zl{s}" in fields for s in SCALES):
             raise InputError(
                 f"{csv_path}: needs a 'caption' column (or caption_zl1, caption_zl3, caption_zl5); "
                 f"found columns: {', '.join(fields) or '(none)'}"
             )
-        rows: list[GalleryRow] = []
         for i, raw in enumerate(reader):
-            rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+            extra = raw.pop(None, None)  # DictReader keeps surplus fields under the key None
+            if extra and any(str(v).strip() for v in extra):
+                raise InputError(
+                    f"{csv_path}: row {reader.line_num} has more fields than the header "
+                    f"({len(fields)}); quote captions that contain commas"
+                )
+            rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if isinstance(v, str | None)}
             base = rec.get("caption", "")
             caps = {s: rec.get(f"caption_zl{s}") or base for s in SCALES}
             if not all(caps.values()):
@@ -65,7 +75,7 @@ def read_gallery_csv(csv_path: str | os.PathLike[str]) -> list[GalleryRow]:
                 audio_path = (csv_path.parent / rec["audio"]).resolve()
                 if not audio_path.is_file():
                     raise InputError(f"{csv_path}: row {i + 2}: audio file {audio_path} does not exist")
-                audio = _mono(*load_audio(str(audio_path)))
+                audio = _read_row_audio(audio_path, f"{csv_path}: row {i + 2}")
             rows.append(
                 GalleryRow(
                     sample_id=rec.get("sample_id") or f"row-{i}",
@@ -74,15 +84,42 @@ def read_gallery_csv(csv_path: str | os.PathLike[str]) -> list[GalleryRow]:
                     audio=audio,
                 )
             )
+    except csv.Error as exc:  # a field over csv.field_size_limit (128 KB), a NUL byte, a stray quote …
+        raise InputError(
+            f"{csv_path}: line {reader.line_num} cannot be read as CSV ({exc}); captions are limited to "
+            f"{MAX_FIELD_BYTES // 1024} KB and fields must not hold NUL bytes"
+        ) from None
     if not rows:
         raise InputError(f"{csv_path} has no rows")
     return rows
 
 
-def _mono(waveform: torch.Tensor, rate: int) -> tuple[np.ndarray, int]:
-    """``load_audio``'s (C, T) waveform as mono float32 samples (channels averaged), with its rate."""
-    arr = np.asarray(waveform.numpy(), dtype=np.float32)
-    return arr.mean(axis=0), int(rate)
+def _csv_text(csv_path: Path) -> str:
+    """The CSV's text: UTF-8, with or without the byte-order mark Excel writes (``\\ufeffcaption``)."""
+    data = csv_path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{csv_path} is not UTF-8 text (byte {exc.start} is {data[exc.start:exc.start + 1]!r}, e.g. Latin-1); "
+            "save it as UTF-8 (Excel: 'CSV UTF-8', or `iconv -f latin1 -t utf-8`)"
+        ) from None
+
+
+def _read_row_audio(path: Path, where: str) -> tuple[np.ndarray, int]:
+    """A row's recording as mono float32 samples at its own rate (channels averaged block by block, so
+    a many-channel file never lies in memory whole), at most :data:`MAX_ROW_SECONDS` long."""
+    from sat2sound_core.preprocess.audio import open_audio
+
+    audio = open_audio(path)
+    if audio.duration > MAX_ROW_SECONDS:
+        raise InputError(
+            f"{where}: {path.name} is {audio.duration / 60:.1f} min long; gallery rows hold at most "
+            f"{MAX_ROW_SECONDS // 60} min of audio; trim it (e.g. `ffmpeg -i in.flac -t 60 out.flac`)"
+        )
+    samples = audio.read_mono(0, audio.frames)
+    audio.check_heard()
+    return samples.numpy(), audio.sample_rate
 
 
 def build_gallery(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -26,7 +27,15 @@ if TYPE_CHECKING:
 
     from sat2sound_core.model.sat2sound import Sat2Sound
 
+log = logging.getLogger(__name__)
+
 _BLOCK = 4096  # rows per read when a matrix is copied or its norms computed
+#: datasets with one entry per row (besides the embeddings)
+_PER_ROW = ("sample_id", "llava_caption_zl", "audio_caption", "audio_raw", "audio_length", "synth_audio_zl")
+#: a dataset may declare at most this many times more bytes than the file stores for it (gzip's best ratio
+#: on zeros is ~1000:1; a gallery that declares 1e8 rows in a 6 KB file would otherwise allocate gigabytes)
+_MAX_EXPANSION = 1024
+_SLACK_BYTES = 1 << 20
 
 #: one row's playable audio: samples (T,) or (C, T) float32 and their sample rate
 Clip = tuple[np.ndarray, int]
@@ -119,6 +128,8 @@ class Gallery:
                 f"{self.path} does not match the gallery schema: missing {', '.join(missing)} "
                 "(see `sat2sound gallery build --help` for the expected layout)"
             )
+        for name in sorted(keys):
+            _check_entry(self.path, f, name)
         n = f["sample_id"].shape[0]
         for name in keys:
             if name.startswith(("text_embedding_zl", "audio_embedding")):
@@ -127,11 +138,12 @@ class Gallery:
                     raise InputError(
                         f"{self.path}: dataset {name} has shape {shape}, expected ({n}, D) like sample_id"
                     )
-            elif name.startswith(("llava_caption_zl", "audio_caption")) and f[name].shape[0] != n:
+            elif name.startswith(_PER_ROW) and f[name].shape[0] != n:
                 raise InputError(f"{self.path}: dataset {name} has {f[name].shape[0]} rows, expected {n}")
         for s in SCALES:
             if (f"text_embedding_zl{s}" in keys) != (f"llava_caption_zl{s}" in keys):
                 raise InputError(f"{self.path}: text_embedding_zl{s} and llava_caption_zl{s} must come together")
+        _check_stored_size(self.path, f, int(n))
         self.rows = int(n)
 
     # ---- description --------------------------------------------------------------------------
@@ -253,18 +265,32 @@ class Gallery:
                 return None
             ds = self.h5[name]
             raw = ds[row]
-            rate = int(ds.attrs.get("sample_rate", default_rate))
-            channels = int(ds.attrs.get("channels", 1))
+            try:
+                rate = int(ds.attrs.get("sample_rate", default_rate))
+                channels = int(ds.attrs.get("channels", 1))
+            except (TypeError, ValueError):
+                raise InputError(f"gallery audio {name}: its sample_rate/channels attributes are not integers") from None
         encoded = _encoded_bytes(raw)
         if encoded is not None:  # a whole audio file stored per row (wav/flac/ogg bytes)
             if not encoded:
                 return None
             decoded, file_rate = _decode_audio_file(encoded, f"{name}[{row}]")
             return (decoded, file_rate) if decoded.size and np.any(decoded) else None
-        data = np.asarray(raw, dtype=np.float32)
+        arr = np.asarray(raw)
+        if arr.ndim > 2:
+            raise InputError(
+                f"gallery audio {name}[{row}] has shape {arr.shape}; expected (samples,) or (channels, samples)"
+            )
+        if rate <= 0 or rate > 1_000_000:
+            raise InputError(f"gallery audio {name} has sample_rate {rate}; expected a rate in Hz")
+        data = _as_playable(arr, f"{name}[{row}]")
         if data.size == 0 or not np.any(data):
             return None
         if data.ndim == 1 and channels > 1:
+            if channels > 64 or data.size % channels:
+                raise InputError(
+                    f"gallery audio {name}[{row}] has {data.size} samples, not a multiple of its {channels} channels"
+                )
             data = data.reshape(channels, -1)
         return data, rate
 
@@ -321,6 +347,82 @@ class Gallery:
         return for_checkpoint(self, model, checkpoint, cache_dir, progress, batch_size)
 
 
+def _check_entry(path: Path, f: h5py.File, name: str) -> None:
+    """Refuse a root entry that could make the reader print another file or is not a plain dataset:
+    external links, datasets with external storage (``external=[("/etc/passwd", 0, n)]``), virtual datasets,
+    and groups or scalars where the schema has a per-row dataset."""
+    import h5py
+
+    link = f.get(name, getlink=True)
+    if isinstance(link, h5py.ExternalLink):
+        raise InputError(
+            f"{path}: {name} is an external link to {link.filename}; galleries must hold their own data "
+            "(rebuild it with `sat2sound gallery build`)"
+        )
+    obj = f.get(name)
+    if obj is None:  # a dangling soft link
+        raise InputError(f"{path}: {name} is a link to nothing; rebuild the gallery with `sat2sound gallery build`")
+    if not isinstance(obj, h5py.Dataset):
+        if name.startswith(_PER_ROW + ("text_embedding_zl", "audio_embedding")):
+            raise InputError(f"{path}: {name} is a group, expected a dataset with one entry per row")
+        return
+    if obj.is_virtual:
+        raise InputError(
+            f"{path}: dataset {name} is a virtual dataset (its data lives in other files); "
+            "galleries must hold their own data (rebuild it with `sat2sound gallery build`)"
+        )
+    if obj.id.get_create_plist().get_external_count() > 0:
+        raise InputError(
+            f"{path}: dataset {name} stores its data in an external file; galleries must hold their own data "
+            "(rebuild it with `sat2sound gallery build`)"
+        )
+    if name.startswith(_PER_ROW + ("text_embedding_zl", "audio_embedding")) and obj.ndim == 0:
+        raise InputError(f"{path}: dataset {name} is a scalar, expected one entry per row")
+
+
+def _check_stored_size(path: Path, f: h5py.File, rows: int) -> None:
+    """Refuse a file that declares far more data than it stores (unallocated chunks read as fill values)."""
+    size = path.stat().st_size
+    if rows > max(size, 1):
+        raise InputError(
+            f"{path}: declares {rows} rows in a file of {size} bytes; the file is damaged or forged "
+            "(rebuild it with `sat2sound gallery build`)"
+        )
+    for name in f:
+        ds = f[name]
+        if not name.startswith(("text_embedding_zl", "audio_embedding")):
+            continue
+        declared = int(ds.size) * 4
+        stored = int(ds.id.get_storage_size())
+        if declared > _SLACK_BYTES and declared > _MAX_EXPANSION * stored:
+            raise InputError(
+                f"{path}: dataset {name} declares {ds.shape} values but stores only {stored} bytes; the file "
+                "is damaged or forged (rebuild it with `sat2sound gallery build`)"
+            )
+
+
+def _as_playable(raw: np.ndarray, what: str) -> np.ndarray:
+    """Stored samples as float32 in [-1, 1]: integer PCM scaled by its full range, non-finite samples
+    (damaged rows) silenced and floats beyond ±1 scaled down, so nothing clicks or clips."""
+    if raw.dtype.kind == "b" or raw.dtype.kind not in "fiu":
+        raise InputError(f"gallery audio {what} has dtype {raw.dtype}; expected float or integer PCM samples")
+    if raw.dtype.kind == "i":
+        data = raw.astype(np.float32) / float(2 ** (8 * raw.dtype.itemsize - 1))
+    elif raw.dtype.kind == "u":
+        half = float(2 ** (8 * raw.dtype.itemsize - 1))
+        data = (raw.astype(np.float32) - half) / half
+    else:
+        data = np.asarray(raw, dtype=np.float32)
+    bad = ~np.isfinite(data)
+    if bad.any():
+        log.warning("gallery audio %s has %d NaN/infinite samples; they are silenced", what, int(bad.sum()))
+        data = np.where(bad, np.float32(0.0), data)
+    peak = float(np.abs(data).max()) if data.size else 0.0
+    if peak > 1.0:
+        data = data * np.float32(0.98 / peak)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
 def _encoded_bytes(raw: object) -> bytes | None:
     """The bytes of an encoded audio file stored in one HDF5 cell, or None for plain samples."""
     if isinstance(raw, bytes | np.bytes_):
@@ -339,4 +441,5 @@ def _decode_audio_file(data: bytes, what: str) -> Clip:
         samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile's errors vary by format
         raise InputError(f"gallery audio {what} cannot be decoded ({exc})") from None
+    samples = _as_playable(samples, what)
     return np.ascontiguousarray(samples.T if samples.shape[1] > 1 else samples[:, 0]), int(rate)

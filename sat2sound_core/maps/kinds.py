@@ -261,13 +261,13 @@ def _split(value: str, what: str) -> tuple[str, str]:
 
 def read_audio_file(path: str) -> tuple[Waveform, int]:
     """Samples and sample rate of an audio file named on the command line."""
-    from sat2sound_core.preprocess.audio import load_audio
+    from sat2sound_core.preprocess.audio import open_audio
 
     p = Path(path).expanduser()
     if not p.is_file():
         raise InputError(f"audio file {p} does not exist")
-    samples, rate = load_audio(str(p))
-    return samples, int(rate)
+    audio = open_audio(str(p))  # read window by window when a map needs it (bounded memory)
+    return audio, audio.sample_rate
 
 
 def _cli_word(value: str, options: CliQueryOptions) -> WordInputs:

@@ -13,14 +13,19 @@ import io
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from sat2sound_core.common.errors import InputError
+
+if TYPE_CHECKING:
+    import soundfile as sf
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,14 @@ LOWPASS_FILTER_WIDTH = 6
 ROLLOFF = 0.99
 
 SUPPORTED_FORMATS = ("wav", "flac", "ogg", "mp3")
+#: frames decoded per soundfile read when a window is read from an :class:`AudioFile`
+READ_BLOCK = 1 << 18
+#: largest channel count and sample rate an :class:`AudioFile` accepts
+MAX_CHANNELS = 64
+MAX_SAMPLE_RATE = 768_000
+#: most samples (frames x channels) :func:`load_audio` decodes whole (512 MB of float32); longer
+#: recordings are read window by window through :func:`open_audio`
+MAX_DECODED_SAMPLES = 1 << 27
 _MAX_KERNEL = 20_000_000  # resampling-kernel elements (80 MB); beyond that see _resample_soxr
 # Decoded float audio may overshoot 1.0 slightly (lossy codecs); anything beyond this is not [-1, 1] audio.
 _PEAK_LIMIT = 1.5
@@ -85,12 +98,18 @@ def load_audio(source: AudioSource) -> tuple[torch.Tensor, int]:
         handle = source
         name = "the audio stream"
     try:
-        data, sr = sf.read(handle, dtype="float32", always_2d=True)
+        with sf.SoundFile(handle) as fh:
+            declared = int(fh.frames) * int(fh.channels)
+            if declared > MAX_DECODED_SAMPLES:
+                raise InputError(
+                    f"{name} is {fh.frames / max(fh.samplerate, 1) / 60:.1f} min of {fh.channels} channel(s) at "
+                    f"{fh.samplerate} Hz: too long to decode whole (limit {MAX_DECODED_SAMPLES} samples); "
+                    "read it window by window with open_audio(), which log_mel and Engine.encode_audio accept."
+                )
+            data = fh.read(dtype="float32", always_2d=True)
+            sr = fh.samplerate
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise InputError(
-            f"Could not decode {name}: {exc}. The file is corrupt or not in a supported format "
-            f"({', '.join(SUPPORTED_FORMATS)}); convert it, e.g. `ffmpeg -i in.m4a out.flac`."
-        ) from exc
+        raise _decode_error(name, exc) from exc
     if data.size == 0 or data.shape[0] == 0:
         raise InputError(f"{name} decodes to no samples; give a recording at least a fraction of a second long.")
     if not np.isfinite(data).all():
@@ -99,6 +118,170 @@ def load_audio(source: AudioSource) -> tuple[torch.Tensor, int]:
         raise InputError(f"{name} is completely silent (every sample is 0); there is nothing to describe.")
     waveform = torch.from_numpy(np.ascontiguousarray(data.T))
     return waveform, int(sr)
+
+
+class AudioFile:
+    """A recording read lazily: only the frames a 10-s window needs are decoded (soundfile seeks),
+    channels are mixed down per block and each window is resampled on its own, so the memory a query
+    takes does not grow with the recording's length, channel count or sample rate.
+
+    Open one with :func:`open_audio`. :func:`log_mel`, :func:`log_mel_windows` and
+    :meth:`Engine.encode_audio <sat2sound_core.engine.Engine.encode_audio>` accept it wherever they take
+    a waveform (its own ``sample_rate`` is used). The log-mels are the ones of the decoded waveform
+    (the resampler's polyphase blocks are computed from the same input samples).
+    """
+
+    def __init__(self, source: AudioSource) -> None:
+        import soundfile as sf
+
+        self._path: str | None = None
+        self._data: bytes | None = None
+        if isinstance(source, bytes | bytearray | memoryview):
+            if len(source) == 0:
+                raise InputError("The audio data is empty (0 bytes); give a wav, flac, ogg or mp3 file.")
+            self._data = bytes(source)
+            self.name = "the audio data"
+        elif isinstance(source, str | os.PathLike):
+            path = Path(source)
+            if not path.is_file():
+                raise InputError(f"Audio file {path} does not exist; check the path.")
+            if path.stat().st_size == 0:
+                raise InputError(f"Audio file {path} is empty (0 bytes); give a wav, flac, ogg or mp3 file.")
+            self._path = str(path)
+            self.name = str(path)
+        else:
+            self._data = bytes(source.read())
+            self.name = "the audio stream"
+        try:
+            with self._open() as fh:
+                self.sample_rate = int(fh.samplerate)
+                self.channels = int(fh.channels)
+                self.frames = int(fh.frames)
+                seekable = bool(fh.seekable())
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            raise _decode_error(self.name, exc) from None
+        if self.frames <= 0:
+            raise InputError(
+                f"{self.name} decodes to no samples; give a recording at least a fraction of a second long."
+            )
+        if not 0 < self.sample_rate <= MAX_SAMPLE_RATE or not 0 < self.channels <= MAX_CHANNELS:
+            raise InputError(
+                f"{self.name} declares {self.channels} channels at {self.sample_rate} Hz; recordings of at most "
+                f"{MAX_CHANNELS} channels at up to {MAX_SAMPLE_RATE} Hz are supported."
+            )
+        if not seekable:
+            raise InputError(f"{self.name} cannot be read piecewise (not seekable); convert it to flac or wav.")
+        self._heard = False
+
+    def _open(self) -> sf.SoundFile:
+        import soundfile as sf
+
+        return sf.SoundFile(io.BytesIO(self._data) if self._data is not None else str(self._path))
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.frames / float(self.sample_rate)
+
+    @property
+    def length_32k(self) -> int:
+        """Samples of the recording once resampled to 32 kHz (as :func:`resample` would give)."""
+        g = math.gcd(self.sample_rate, SAMPLE_RATE)
+        return math.ceil((SAMPLE_RATE // g) * self.frames / (self.sample_rate // g))
+
+    def read_mono(self, start: int, count: int) -> torch.Tensor:
+        """``count`` mono float32 samples from frame ``start`` at the file's rate (zeros outside the
+        recording), decoded in blocks of :data:`READ_BLOCK` frames and mixed down per block.
+        NaN/infinite samples or samples far outside [-1, 1] raise :class:`InputError`."""
+        import soundfile as sf
+
+        out = torch.zeros(max(count, 0), dtype=torch.float32)
+        lo, hi = max(start, 0), min(start + count, self.frames)
+        if hi <= lo:
+            return out
+        try:
+            with self._open() as fh:
+                fh.seek(lo)
+                pos = lo
+                while pos < hi:
+                    block = fh.read(min(READ_BLOCK, hi - pos), dtype="float32", always_2d=True)
+                    if block.shape[0] == 0:
+                        break  # the header over-counted the frames: the rest stays zero
+                    out[pos - start : pos - start + block.shape[0]] = _mixed(block, self.name)
+                    pos += block.shape[0]
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            raise _decode_error(self.name, exc) from None
+        if bool(out.any()):
+            self._heard = True
+        return out
+
+    def mono_32k(self, start: int, count: int) -> torch.Tensor:
+        """``count`` samples from sample ``start`` of the mono recording resampled to 32 kHz (zero past
+        its end), reading only the input frames those samples depend on."""
+        return _resample_range(self.read_mono, self.frames, self.sample_rate, SAMPLE_RATE, start, count)
+
+    def check_heard(self) -> None:
+        """Raise :class:`InputError` when every frame read so far was silent (as :func:`load_audio`
+        refuses a silent file)."""
+        if not self._heard:
+            raise InputError(f"{self.name} is silent where it was read (every sample is 0); there is nothing to describe.")
+
+
+def open_audio(source: AudioSource) -> AudioFile:
+    """An :class:`AudioFile` for a path, bytes or file object: its header is read and checked (frames,
+    rate, channels); no sample is decoded until a window is asked for."""
+    return AudioFile(source)
+
+
+def _decode_error(name: str, exc: Exception) -> InputError:
+    return InputError(
+        f"Could not decode {name}: {exc}. The file is corrupt or not in a supported format "
+        f"({', '.join(SUPPORTED_FORMATS)}); convert it, e.g. `ffmpeg -i in.m4a out.flac`."
+    )
+
+
+def _mixed(block: np.ndarray, name: str) -> torch.Tensor:
+    """A (frames, C) float32 block as mono (the mean over channels, as :func:`_as_waveform` takes it)."""
+    high, low = (float(block.max()), float(block.min())) if block.size else (0.0, 0.0)
+    if not (math.isfinite(high) and math.isfinite(low)):
+        raise InputError(f"{name} contains NaN or infinite samples; the file is corrupt.")
+    if max(high, -low) > _PEAK_LIMIT:
+        raise InputError(f"{name} has samples far outside [-1, 1]; the file is corrupt.")
+    tensor = torch.from_numpy(np.ascontiguousarray(block.T))
+    return tensor.mean(dim=0) if tensor.shape[0] > 1 else tensor[0]
+
+
+def _resample_range(
+    read: Callable[[int, int], torch.Tensor], length: int, orig_rate: int, new_rate: int, start: int, count: int
+) -> torch.Tensor:
+    """Samples ``start … start + count`` of :func:`resample` of a signal of ``length`` samples that
+    ``read(first, n)`` returns piecewise (zeros outside it), computing only the polyphase blocks
+    that cover them; samples past the resampled length are zero (as :func:`_segment` pads)."""
+    if orig_rate == new_rate:
+        return read(start, count)
+    g = math.gcd(int(orig_rate), int(new_rate))
+    orig, new = int(orig_rate) // g, int(new_rate) // g
+    target = math.ceil(new * length / orig)
+    if new * (2 * math.ceil(LOWPASS_FILTER_WIDTH * orig / (min(orig, new) * ROLLOFF)) + orig) > _MAX_KERNEL:
+        margin = int(orig_rate)  # soxr's filter is far shorter than a second of input
+        # start the chunk on a frame whose output position is a whole sample, so the grids line up
+        first = max(0, (math.floor(start * orig_rate / new_rate) - margin) // orig * orig)
+        chunk = read(first, math.ceil(count * orig_rate / new_rate) + 2 * margin + orig)
+        res = _resample_soxr(chunk, int(orig_rate), int(new_rate))
+        offset = start - first // orig * new
+        out = torch.zeros(count, dtype=torch.float32)
+        piece = res[max(offset, 0) : max(offset, 0) + count]
+        out[: piece.shape[0]] = piece
+    else:
+        kernel, width = _sinc_kernel(orig, new)
+        b0 = start // new
+        b1 = -(-(start + count) // new)
+        x = read(b0 * orig - width, (b1 - b0 - 1) * orig + 2 * width + orig)
+        conv = torch.nn.functional.conv1d(x[None, None], kernel, stride=orig)
+        out = conv.transpose(1, 2).reshape(-1)[start - b0 * new : start - b0 * new + count].clone()
+    valid = max(0, min(count, target - start))
+    out[valid:] = 0
+    return out
 
 
 def _as_waveform(waveform: object, sample_rate: int) -> torch.Tensor:
@@ -293,12 +476,18 @@ def to_mono_32k(waveform: object, sample_rate: int) -> torch.Tensor:
 def log_mel(waveform: object, sample_rate: int, start_seconds: float = 0.0) -> torch.Tensor:
     """The official (1001, 64) log-mel of one 10-s segment of a waveform.
 
-    ``waveform`` is a numpy array or tensor, (T,) or (C, T), float in [-1, 1], at ``sample_rate`` Hz.
+    ``waveform`` is a numpy array or tensor, (T,) or (C, T), float in [-1, 1], at ``sample_rate`` Hz, or
+    an :class:`AudioFile` (only the window's frames are read; ``sample_rate`` is the file's own).
     Channels are averaged, the signal is resampled to 32 kHz, the 10 s from ``start_seconds`` are
     taken (zero-padded on the right when the recording is shorter), and the log-mel is computed:
     STFT (n_fft 1024, hop 320, periodic Hann, centred with reflect padding) -> power -> Slaney mel
     (64 bands, 50–14000 Hz) -> 10·log10(max(., 1e-10)). Returns float32 (1001, 64).
     """
+    if isinstance(waveform, AudioFile):
+        start = _start_sample(float(start_seconds), waveform.length_32k)
+        segment = waveform.mono_32k(start, SEGMENT_SAMPLES)
+        waveform.check_heard()
+        return _mel_of_segments(segment[None])[0]
     mono = to_mono_32k(waveform, sample_rate)
     start = _start_sample(float(start_seconds), mono.shape[0])
     return _mel_of_segments(_segment(mono, start)[None])[0]
@@ -318,8 +507,9 @@ def log_mel_windows(
         raise InputError(f"hop_seconds must be > 0, got {hop_seconds!r}.")
     if max_windows is not None and max_windows < 1:
         raise InputError(f"max_windows must be at least 1, got {max_windows!r}.")
-    mono = to_mono_32k(waveform, sample_rate)
-    length = mono.shape[0]
+    lazy = waveform if isinstance(waveform, AudioFile) else None
+    mono = None if lazy is not None else to_mono_32k(waveform, sample_rate)
+    length = lazy.length_32k if lazy is not None else int(mono.shape[0])  # type: ignore[union-attr]
     hop = max(1, int(round(hop_seconds * SAMPLE_RATE)))
     if length <= SEGMENT_SAMPLES:
         starts = [0]
@@ -334,6 +524,12 @@ def log_mel_windows(
     mels = []
     batch = 8  # bound the float64 STFT's memory on hour-long recordings
     for i in range(0, len(starts), batch):
-        segs = torch.stack([_segment(mono, s) for s in starts[i : i + batch]])
+        if lazy is not None:  # each window read and resampled on its own
+            segs = torch.stack([lazy.mono_32k(s, SEGMENT_SAMPLES) for s in starts[i : i + batch]])
+        else:
+            assert mono is not None
+            segs = torch.stack([_segment(mono, s) for s in starts[i : i + batch]])
         mels.append(_mel_of_segments(segs))
+    if lazy is not None:
+        lazy.check_heard()
     return MelWindows(mels=torch.cat(mels), starts_seconds=tuple(s / SAMPLE_RATE for s in starts))

@@ -32,10 +32,16 @@ class Audio:
 
     def __post_init__(self) -> None:
         samples = np.asarray(self.samples, dtype=np.float32)
+        if samples.ndim == 0:
+            raise InputError("audio samples must be (channels, N) or (N,), got a single number")
         if samples.ndim == 1:
             samples = samples[None, :]
         if samples.ndim != 2:
             raise InputError(f"audio samples must be (channels, N), got shape {samples.shape}")
+        if samples.shape[1] == 0:
+            raise InputError("the audio has no samples")
+        if isinstance(self.sample_rate, bool) or not 0 < int(self.sample_rate) <= 1_000_000:
+            raise InputError(f"sample_rate must be a positive rate in Hz, got {self.sample_rate!r}")
         self.samples = samples
 
     @property
@@ -53,10 +59,15 @@ class Audio:
         import soundfile as sf
 
         data = self.samples
+        if not np.isfinite(data).all():
+            raise InputError("the audio has NaN or infinite samples (a failed synthesis); it is not written")
         if normalize or (subtype.startswith("PCM") and self.peak > 1.0):
             data = data / max(self.peak, 1e-9) * 0.98
         buf = io.BytesIO()
-        sf.write(buf, data.T, self.sample_rate, format="WAV", subtype=subtype)
+        try:
+            sf.write(buf, data.T, int(self.sample_rate), format="WAV", subtype=subtype)
+        except (sf.LibsndfileError, ValueError, TypeError) as exc:
+            raise InputError(f"cannot write {self.samples.shape} audio as WAV {subtype} ({exc})") from None
         return buf.getvalue()
 
     def save(self, path: str | os.PathLike[str], subtype: str = "FLOAT") -> Path:

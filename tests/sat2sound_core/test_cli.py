@@ -240,3 +240,65 @@ def test_a_registered_heatmap_kind_is_a_heatmap_flag(env, tmp_path: Path, capsys
         assert src.descriptions == ("birds", "code 3")
         assert src.tags(2)["kind"] == "code"
         np.testing.assert_allclose(src.read(2).reshape(-1), result.patch_scores[:, 3], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["heatmap", "--lat", "1", "--lon", "2", "--text", "x", "--size", "-5", "--out", "{tmp}/x"], "--size must be between"),
+    (["heatmap", "--lat", "1", "--lon", "2", "--text", "x", "--size", "0", "--out", "{tmp}/x"], "--size must be between"),
+    (["heatmap", "--lat", "1", "--lon", "2", "--text", "x", "--size", "100000", "--out", "{tmp}/x"], "4096"),
+    (["heatmap", "--lat", "1", "--lon", "2", "--text", "x", "--png-size", "0", "--out", "{tmp}/x"], "--png-size"),
+    (["heatmap", "--lat", "1", "--lon", "2", "--text", "x", "--start", "nan", "--out", "{tmp}/x"], "--start"),
+    (["heatmap", "--lat", "1", "--lon", "2", "--text", "x", "--out", "{tmp}/nodir/"], "does not exist"),
+    (["concepts", "--lat", "1", "--lon", "2", "--examples", "-1"], "--examples"),
+    (["concepts", "--lat", "1", "--lon", "2", "--top-k", "0"], "--top-k"),
+    (["concepts", "--lat", "1", "--lon", "2", "--out", "{tmp}"], "is a folder"),
+    (["retrieve", "--lat", "1", "--lon", "2", "--audio-out", "{tmp}/junk.h5"], "is a file; give a folder"),
+    (["retrieve", "--lat", "95", "--lon", "2"], "latitude"),
+    (["heatmap", "--lat", "1", "--lon", "nan", "--text", "x", "--out", "{tmp}/x"], "--lat/--lon"),
+])
+def test_bad_arguments_fail_before_the_model_loads(env, tmp_path: Path, capsys, argv, message) -> None:
+    """Every check runs first: the checkpoint named here does not exist, so reaching the model would
+    give a different error."""
+    (tmp_path / "junk.h5").write_bytes(b"junk")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["-c", str(tmp_path / "missing.ckpt")]
+    code, out, err = _run(capsys, *argv)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert "missing.ckpt" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.h5"]
+
+
+def test_heatmap_out_folder_writes_inside_it_and_no_runtime_warning_leaks(env, tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    code, out, err = _run(capsys, "heatmap", "--lat", str(LAT), "--lon", str(LON), "-c", env["ckpt"],
+                          "--text", "birds singing", "--out", f"{folder}/", "--size", "28")
+    assert code == 0, err
+    assert sorted(p.name for p in folder.iterdir()) == ["heatmap.tif", "heatmap_1.png"]
+    assert not (tmp_path / "maps.tif").exists()
+    assert "RuntimeWarning" not in err
+
+
+def test_numpy_runtime_warnings_do_not_reach_stderr(env, tmp_path: Path, capsys, monkeypatch) -> None:
+    import warnings
+
+    import numpy as np
+
+    import sat2sound_core.cli as cli
+
+    def noisy(args) -> int:
+        with np.errstate(all="warn"):
+            _ = np.array([0.0]) / np.array([0.0])
+        return 0
+
+    monkeypatch.setitem(cli._COMMANDS, "weights", noisy)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")  # what a plain `sat2sound` process would print to stderr
+        code, _, err = _run(capsys, "weights", "list")
+    assert code == 0 and "RuntimeWarning" not in err
+    assert not [w for w in seen if issubclass(w.category, RuntimeWarning)]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        code, _, err = _run(capsys, "--verbose", "weights", "list")
+    assert [w for w in seen if issubclass(w.category, RuntimeWarning)]  # --verbose shows them

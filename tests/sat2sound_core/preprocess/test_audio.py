@@ -198,3 +198,56 @@ def test_odd_sample_rates_do_not_build_a_gigantic_kernel(caplog: pytest.LogCaptu
     assert (out[500:-500] - ref[500:-500]).abs().max() < 1e-3
     assert "soxr" in caplog.text
     assert log_mel(tone.numpy(), sr).shape == (1001, 64)
+
+
+# ----------------------------------------------------------------------------- reading window by window
+def test_a_file_read_window_by_window_matches_the_golden_mels(golden_shared: dict, tmp_path: Path) -> None:
+    """The official stereo 44.1 kHz waveform as a float WAV: open_audio's windowed read (seeks, per-block
+    mix-down, per-window resampling) gives the official log-mels, at the start and at the seeded start."""
+    from sat2sound_core.preprocess.audio import open_audio
+
+    stereo = golden_shared["waveform_stereo_44100"].numpy()
+    path = tmp_path / "golden.wav"
+    sf.write(path, stereo.T, 44100, subtype="FLOAT")
+    audio = open_audio(path)
+    assert (audio.sample_rate, audio.channels, audio.frames) == (44100, 2, stereo.shape[1])
+    assert (log_mel(audio, 44100) - golden_shared["mel_start0"][0]).abs().max() < MEL_TOL_DB
+    start = int(golden_shared["mel_seeded_start_sample_32k"]) / 32000
+    assert (log_mel(audio, 44100, start_seconds=start) - golden_shared["mel_seeded"][0]).abs().max() < MEL_TOL_DB
+    assert torch.equal(log_mel(audio, 44100, start), log_mel(stereo, 44100, start))
+
+
+@pytest.mark.parametrize(("rate", "channels", "seconds", "fmt"), [
+    (44100, 2, 25.3, "FLAC"), (48000, 1, 13.0, "WAV"), (16000, 3, 4.0, "WAV"), (32000, 1, 31.0, "FLAC"),
+    (22050, 2, 12.0, "OGG"), (8000, 1, 0.7, "WAV"),
+])
+def test_windowed_reading_is_identical_to_decoding_whole(rate: int, channels: int, seconds: float, fmt: str) -> None:
+    from sat2sound_core.preprocess.audio import open_audio
+
+    rng = np.random.default_rng(rate)
+    buf = io.BytesIO()
+    sf.write(buf, (0.15 * rng.standard_normal((int(rate * seconds), channels))).astype(np.float32), rate, format=fmt)
+    data = buf.getvalue()
+    whole, sr = load_audio(data)
+    audio = open_audio(data)
+    for start in sorted({0.0, min(1.2345, seconds / 2), max(0.0, seconds - 3)}):
+        assert torch.equal(log_mel(audio, sr, start), log_mel(whole, sr, start)), start
+    a, b = log_mel_windows(audio, sr, max_windows=32), log_mel_windows(whole, sr, max_windows=32)
+    assert a.starts_seconds == b.starts_seconds and torch.equal(a.mels, b.mels)
+
+
+def test_windowed_reading_refuses_damaged_and_silent_windows(tmp_path: Path) -> None:
+    from sat2sound_core.preprocess.audio import open_audio
+
+    x = np.zeros((32000 * 3, 1), np.float32)
+    x[40000] = np.nan
+    sf.write(tmp_path / "nan.wav", x, 32000, subtype="FLOAT")
+    with pytest.raises(InputError, match="NaN"):
+        log_mel(open_audio(tmp_path / "nan.wav"), 32000)
+    sf.write(tmp_path / "silent.wav", np.zeros((32000, 2), np.float32), 32000)
+    with pytest.raises(InputError, match="silent"):
+        log_mel(open_audio(tmp_path / "silent.wav"), 32000)
+    with pytest.raises(InputError, match="past the end"):
+        log_mel(open_audio(tmp_path / "silent.wav"), 32000, start_seconds=5.0)
+    with pytest.raises(InputError, match="corrupt or not in a supported format"):
+        open_audio(b"RIFF\x00\x00garbage")
