@@ -342,13 +342,41 @@ def read_converted(path: Path) -> ConvertedCheckpoint:
             f"{path} is a safetensors file but not a converted Sat2Sound checkpoint (no '{FORMAT_TAG}' "
             "metadata). Give an official .ckpt or a file written by this product."
         )
+    try:
+        config = json.loads(meta["config"])
+    except (ValueError, RecursionError) as exc:  # not JSON, or nested past the parser's depth
+        raise WeightsError(f"{path} has a config that is not JSON ({exc}); delete it (it is re-created from the .ckpt).") from None
+    if not isinstance(config, dict):
+        raise WeightsError(
+            f"{path} has a config that is a {type(config).__name__}, not a JSON object; "
+            "delete it (it is re-created from the .ckpt)."
+        )
     return ConvertedCheckpoint(
         path=Path(path),
         state_dict=state,
-        config=json.loads(meta["config"]),
+        config=config,
         source_sha256=meta.get("source_sha256", ""),
         source=meta.get("source", ""),
     )
+
+
+_cleaned: set[str] = set()
+
+
+def clean_converted_cache(cache_dir: Path) -> list[Path]:
+    """Remove temp files interrupted conversions left in ``cache_dir`` (once per folder per process).
+
+    Only files of the atomic writer's own naming, older than this process and held by no live
+    writer, are removed (see :func:`sat2sound_core.common.files.remove_stale_temps`).
+    """
+    key = str(Path(cache_dir).resolve())
+    if key in _cleaned:
+        return []
+    _cleaned.add(key)
+    removed = files.remove_stale_temps(cache_dir)
+    if removed:
+        log.info("removed %d temp file(s) that interrupted conversions left in %s", len(removed), cache_dir)
+    return removed
 
 
 def converted_cache_path(source_file: Path, cache_dir: Path) -> Path:

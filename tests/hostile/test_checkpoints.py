@@ -6,14 +6,20 @@ regression fails its test instead of killing pytest.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import enum
 import functools
 import importlib
+import json
+import os
 import pickle
+import signal
 import struct
+import subprocess
 import sys
 import textwrap
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +28,7 @@ import numpy as np
 import pytest
 import torch
 
-from sat2sound_core.common.errors import WeightsError
+from sat2sound_core.common.errors import ConfigError, WeightsError
 from sat2sound_core.weights import checkpoints as ck
 from sat2sound_core.weights import unpickle
 from tests.hostile._helpers import Marker, run_python, tiny_official_state, torch_zip_with
@@ -47,7 +53,7 @@ def test_a_forged_numpy_object_pointer_is_refused_not_dereferenced(tmp_path: Pat
     path = tmp_path / "segv.ckpt"
     torch.save({"state_dict": tiny_official_state(), "callbacks": {"x": _ForgedArray()}}, path)
     code = textwrap.dedent(f"""
-        from sat2sound_core.common.errors import WeightsError
+        from sat2sound_core.common.errors import ConfigError, WeightsError
         from sat2sound_core.weights import checkpoints as ck
         for load in (ck.safe_torch_load, ck.read_official_checkpoint):
             try:
@@ -125,7 +131,7 @@ def test_deep_nesting_is_bounded_and_never_walked_where_unused(tmp_path: Path) -
                                                   "hyper_parameters": {"sat_type": "bingmap", "d": Marker("D")}},
                            {"D": deep})
     code = textwrap.dedent(f"""
-        from sat2sound_core.common.errors import WeightsError
+        from sat2sound_core.common.errors import ConfigError, WeightsError
         from sat2sound_core.weights import checkpoints as ck
         print(ck.read_official_checkpoint({str(unused)!r}).hyper_parameters["sat_type"])
         for call, p in ((ck.safe_torch_load, {str(unused)!r}), (ck.read_official_checkpoint, {str(in_hp)!r})):
@@ -286,3 +292,204 @@ def test_files_that_are_not_checkpoints_are_named(tmp_path: Path, content: bytes
     with pytest.raises(WeightsError, match=words) as info:
         ck.read_official_checkpoint(path)
     assert "Refused" not in str(info.value) and "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- 13. silently wrong weights
+def _tiny_source() -> tuple[object, dict[str, torch.Tensor], dict[str, object]]:
+    from sat2sound_core.model.config import ModelConfig
+    from sat2sound_core.model.sat2sound import Sat2Sound
+
+    torch.manual_seed(0)
+    model = Sat2Sound(ModelConfig.tiny(name="tiny_hostile"))
+    return model, dict(model.state_dict()), dataclasses.asdict(model.config)
+
+
+def _forge_header_dtype(path: Path, key: str, dtype: str) -> None:
+    """Rewrite one tensor's dtype in a safetensors header (same bytes, read as another number format)."""
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    header[key]["dtype"] = dtype
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (n - len(text))
+    assert len(text) == n
+    path.write_bytes(data[:8] + text + data[8 + n:])
+
+
+@pytest.fixture()
+def _no_model_cache(product_home: Path) -> Iterator[None]:
+    from sat2sound_core.weights.loading import clear_model_cache
+
+    clear_model_cache()
+    yield
+    clear_model_cache()
+
+
+@pytest.mark.usefixtures("_no_model_cache")
+def test_a_converted_file_with_a_reinterpreted_dtype_is_refused(tmp_path: Path) -> None:
+    from sat2sound_core.weights.loading import load_model
+
+    _, sd, config = _tiny_source()
+    path = ck.save_converted(tmp_path / "tiny.safetensors", sd, config, "", "test")
+    key = "fdt.space_dict"
+    _forge_header_dtype(path, key, "I32")  # F32 bytes now read as int32: loads, and is wrong
+    assert ck.read_converted(path).state_dict[key].dtype == torch.int32
+    with pytest.raises(WeightsError, match=f"wrong number format.*{key}: file int32 vs model float32"):
+        load_model(path, text_encoder=False)
+
+
+@pytest.mark.usefixtures("_no_model_cache")
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path: Path, bad: float) -> None:
+    from sat2sound_core.weights.loading import load_model
+
+    _, sd, config = _tiny_source()
+    key = "fdt.space_dict"
+    sd[key] = sd[key].clone()
+    sd[key][3, 1] = bad
+    path = ck.save_converted(tmp_path / "tiny.safetensors", sd, config, "", "test")
+    with pytest.raises(WeightsError, match=f"NaN or infinite weights in 1 tensor.*{key}"):
+        load_model(path, text_encoder=False)
+
+
+def test_half_precision_fine_tunes_still_fit_but_integers_never_stand_for_floats() -> None:
+    from sat2sound_core.weights.statedict import dtype_mismatch
+
+    want = {"w": torch.float32, "n": torch.int64}
+    assert dtype_mismatch(want, {"w": torch.float16, "n": torch.int64}, exact=False) == ""
+    assert "w: file int32 vs model float32" in dtype_mismatch(want, {"w": torch.int32, "n": torch.int64}, exact=False)
+    assert "w: file float16" in dtype_mismatch(want, {"w": torch.float16, "n": torch.int64}, exact=True)
+
+
+# ----------------------------------------------------------------------------- 11. converted-checkpoint configs
+def _with_config(path: Path, config_text: str) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(path), metadata={"format": ck.FORMAT_TAG, "config": config_text})
+    return path
+
+
+@pytest.mark.usefixtures("_no_model_cache")
+@pytest.mark.parametrize(("change", "words"), [
+    ("not json {", "not JSON"),
+    ("[1, 2, 3]", "a list, not a JSON object"),
+    ('"bingmap"', "a str, not a JSON object"),
+    ("[" * 100_000 + "]" * 100_000, "not JSON"),
+    ({"fc_dim": -4}, "fc_dim must be a whole number from 1"),
+    ({"codebook_size": 10**9}, "codebook_size must be a whole number from 1 to 262144"),
+    ({"vit_dim": 8192, "vit_mlp_dim": 16384, "vit_depth": 256}, "parameters"),
+    ({"vit_depth": "12"}, "vit_depth must be a whole number"),
+    ({"vit_depth": True}, "vit_depth must be a whole number"),
+    ({"htsat_depths": [2, -1]}, "htsat_depths must be"),
+    ({"vit_eps": float("nan")}, "vit_eps must be a number"),
+    ({"name": {"a": 1}}, "name must be a short string"),
+])
+def test_a_hostile_config_gives_one_line_before_any_allocation(tmp_path: Path, change: object, words: str) -> None:
+    from sat2sound_core.model.config import ModelConfig
+    from sat2sound_core.weights.loading import load_model
+
+    if isinstance(change, dict):
+        text = json.dumps({**dataclasses.asdict(ModelConfig.tiny()), **change})
+    else:
+        text = str(change)
+    path = _with_config(tmp_path / "bad.safetensors", text)
+    start = time.perf_counter()
+    with pytest.raises(WeightsError, match=words) as info:
+        load_model(path, text_encoder=False)
+    assert time.perf_counter() - start < 5
+    assert "\n" not in str(info.value) and "delete it" in str(info.value)
+
+
+def test_model_config_refuses_absurd_values_directly() -> None:
+    from sat2sound_core.model.config import ModelConfig
+
+    with pytest.raises(ConfigError, match="fc_dim"):
+        ModelConfig.tiny(fc_dim=-4)
+    with pytest.raises(ConfigError, match="codebook_size"):
+        ModelConfig(codebook_size=10**9)
+    assert ModelConfig().approx_parameters < 10**9  # the official sizes pass
+
+
+# ----------------------------------------------------------------------------- 10. orphan temp files
+_WRITER = """
+import sys, time
+from pathlib import Path
+from sat2sound_core.common import files
+with files.atomic_path(Path(sys.argv[1])) as tmp:
+    tmp.write_bytes(b"x" * 4096)
+    print(tmp, flush=True)
+    time.sleep(60)
+"""
+
+
+def _start_writer(target: Path) -> tuple[subprocess.Popen[str], Path]:
+    from tests.hostile._helpers import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    assert line, "the writer did not start"
+    return proc, Path(line)
+
+
+def test_temp_files_of_killed_conversions_are_removed_when_the_cache_is_opened(tmp_path: Path) -> None:
+    cache = tmp_path / "converted"
+    target = cache / "bingmap_withmeta-0123456789abcdef0123.safetensors"
+    killed, orphan = _start_writer(target)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(10)
+    live, held = _start_writer(cache / "other-0123.safetensors")
+    try:
+        mine = cache / "notes.tmp"  # not of our naming
+        mine.write_text("keep")
+        assert orphan.exists() and orphan.name.startswith(f".{target.name}.") and orphan.name.endswith(".tmp")
+        time.sleep(0.05)
+        code = textwrap.dedent(f"""
+            from pathlib import Path
+            from sat2sound_core.weights import checkpoints as ck
+            print(len(ck.clean_converted_cache(Path({str(cache)!r}))))
+        """)
+        result = run_python(code)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.split() == ["1"]
+        assert not orphan.exists()  # SIGKILLed: its writer's lock died with it
+        assert held.exists()  # a live writer (started before the cleaner) keeps its file
+        assert mine.exists()
+    finally:
+        live.kill()
+        live.wait(10)
+
+
+def test_temp_files_newer_than_the_process_are_kept(tmp_path: Path) -> None:
+    from sat2sound_core.common import files
+
+    fresh = tmp_path / ".a.safetensors.abcd1234.tmp"
+    fresh.write_bytes(b"x")
+    assert files.remove_stale_temps(tmp_path) == []  # written after this process started: maybe ours
+    old = time.time() - 3600
+    os.utime(fresh, (old, old))
+    assert files.remove_stale_temps(tmp_path, older_than=time.time()) == [fresh]
+    assert not fresh.exists()
+
+
+@pytest.mark.usefixtures("_no_model_cache")
+def test_loading_cleans_the_converted_cache(tmp_path: Path, product_home: Path) -> None:
+    from sat2sound_core.weights.loading import load_model
+
+    cache = product_home / "converted"
+    cache.mkdir(parents=True)
+    stale = cache / ".tiny-0123.safetensors.k2j4h6g8.tmp"
+    stale.write_bytes(b"x" * 100)
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    ck._cleaned.discard(str(cache.resolve()))
+    with pytest.raises(WeightsError):
+        load_model(_html(tmp_path), text_encoder=False)  # a broken source still cleans the cache first
+    assert not stale.exists()
+
+
+def _html(tmp_path: Path) -> Path:
+    path = tmp_path / "page.ckpt"
+    path.write_bytes(b"<html><body>Sign in</body></html>" + b" " * 100)
+    return path
