@@ -370,10 +370,10 @@ class _Walk:
         content = getattr(obj, "__dict__", {}).get("_content")
         if name.startswith("omegaconf.") and isinstance(content, (dict, list)):
             def value(node: object) -> object:
-                if id(node) in self.records:
-                    inner = getattr(node, "__dict__", {})
-                    return self._record(node, depth + 1) if "_content" in inner else self.copy(inner.get("_val"), depth + 1)
-                return self.copy(node, depth + 1)
+                inner = getattr(node, "__dict__", {}) if id(node) in self.records else {}
+                if "_val" in inner and "_content" not in inner:  # a value node
+                    return self.copy(inner["_val"], depth + 1)
+                return self.copy(node, depth + 1)  # a nested config: memo and depth bound apply
 
             self.nodes += len(content)
             if isinstance(content, dict):

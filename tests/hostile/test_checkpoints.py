@@ -507,3 +507,12 @@ def _html(tmp_path: Path) -> Path:
     path = tmp_path / "page.ckpt"
     path.write_bytes(b"<html><body>Sign in</body></html>" + b" " * 100)
     return path
+
+
+def test_a_config_that_contains_itself_is_bounded(tmp_path: Path, foreign_modules: dict) -> None:
+    conf = foreign_modules["omegaconf.dictconfig"].DictConfig({"sat_type": "bingmap"})
+    conf._content["self"] = conf  # a cycle through the config's own content
+    path = tmp_path / "cycle.ckpt"
+    torch.save({"state_dict": tiny_official_state(), "hyper_parameters": conf}, path)
+    with pytest.raises(WeightsError, match="100 deep"):
+        ck.read_official_checkpoint(path)
