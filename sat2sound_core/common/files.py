@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -24,6 +26,10 @@ from pathlib import Path
 TEMP_SUFFIX = ".tmp"
 
 _umask_lock = threading.Lock()
+#: when this process started using this module; temp files older than this belong to earlier processes
+PROCESS_START = time.time()
+#: ``.<name>.<8 random characters>.tmp``, the names :func:`atomic_path` gives (``tempfile.mkstemp``)
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
 
 
 def current_umask() -> int:
@@ -51,7 +57,9 @@ def atomic_path(target: str | os.PathLike[str], mode: int = 0o666) -> Iterator[P
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
-    os.close(fd)
+    if not _lock_writer(fd):  # held until the rename: remove_stale_temps never takes a live writer's file
+        os.close(fd)
+        fd = -1
     tmp = Path(name)
     try:
         yield tmp
@@ -63,6 +71,9 @@ def atomic_path(target: str | os.PathLike[str], mode: int = 0o666) -> Iterator[P
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    finally:
+        if fd >= 0:
+            os.close(fd)
     _sync_folder(target.parent)
 
 
@@ -137,3 +148,67 @@ def _sync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _lock_writer(fd: int) -> bool:
+    """Mark a temp file as being written (an advisory lock the kernel drops when the writer dies).
+
+    Returns whether ``fd`` must stay open to hold the lock (not where there is no ``flock``: an open
+    file cannot be renamed on Windows, where only the age rule of :func:`remove_stale_temps` applies).
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return True
+
+
+def _held_by_a_writer(path: Path) -> bool:
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return True  # gone or unreadable: leave it alone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock we may have taken
+    return False
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], older_than: float | None = None) -> list[Path]:
+    """Remove temp files of :func:`atomic_path`'s own naming that an interrupted writer left in ``folder``.
+
+    A file is removed only when its name is ``.<name>.<random>.tmp``, it was last modified before
+    ``older_than`` (default: when this process started) and no live writer holds it (the writer's
+    lock dies with its process, e.g. after a SIGKILL). Nothing else in the folder is touched; errors
+    are ignored (the cleanup is best effort). Returns the removed paths.
+    """
+    limit = PROCESS_START if older_than is None else older_than
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not _TEMP_NAME.fullmatch(entry.name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_mtime >= limit:
+                continue
+        except OSError:
+            continue
+        path = Path(entry.path)
+        if _held_by_a_writer(path):
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed

@@ -55,6 +55,31 @@ def metadata_tokens_for(metadata_type: str) -> tuple[str, ...]:
     return tuple(t for t in METADATA_TOKEN_ORDER if t in words)
 
 
+#: largest parameter count a stored config may describe (the official models have ~0.3 billion)
+MAX_PARAMETERS = 4_000_000_000
+#: largest value of each whole-number field (others: 16384)
+_INT_LIMITS: dict[str, int] = {
+    "vit_depth": 256, "vit_heads": 256, "fuser_layers": 256, "fuser_heads": 256, "htsat_window": 256,
+    "htsat_patch": 256, "patch_size": 1024, "img_size": 4096, "htsat_spec_size": 4096, "htsat_mlp_ratio": 64,
+    "n_audio_sources": 1024, "n_caption_sources": 1024, "mel_frames": 100_000, "htsat_frames": 1 << 16,
+    "codebook_size": 1 << 18,
+}
+_TUPLE_LIMITS: dict[str, int] = {"htsat_depths": 64, "htsat_heads": 256}
+_FLOAT_LIMITS: dict[str, tuple[float, float]] = {
+    "vit_eps": (0.0, 1.0), "fuser_eps": (0.0, 1.0), "htsat_eps": (0.0, 1.0), "fdt_eps": (0.0, 1.0),
+    "sd_temperature": (0.0, 1e9),
+}
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Every size of a Sat2Sound model; the defaults are the official checkpoints' values.
@@ -107,6 +132,7 @@ class ModelConfig:
     fdt_eps: float = 1e-5
 
     def __post_init__(self) -> None:
+        self._check_types_and_ranges()
         if self.sat_type not in SAT_TYPES:
             raise ConfigError(f"unknown sat_type {self.sat_type!r}; valid: {list(SAT_TYPES)}")
         metadata_tokens_for(self.metadata_type)  # validates
@@ -136,6 +162,42 @@ class ModelConfig:
         final = self.htsat_final_grid
         if final % self.htsat_freq_ratio:
             raise ConfigError("the final HTS-AT grid must be divisible by the frequency ratio")
+
+    def _check_types_and_ranges(self) -> None:
+        """Every field has its type and a size a real model can have (a stored config may be hostile)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("name", "sat_type", "metadata_type"):
+                if not isinstance(value, str) or len(value) > 256:
+                    raise ConfigError(f"{f.name} must be a short string, not {_shown(value)}")
+            elif f.name in _TUPLE_LIMITS:
+                top = _TUPLE_LIMITS[f.name]
+                if not (isinstance(value, tuple) and 1 <= len(value) <= 8
+                        and all(_is_int(v) and 1 <= v <= top for v in value)):
+                    raise ConfigError(f"{f.name} must be 1 to 8 whole numbers from 1 to {top}, not {_shown(value)}")
+            elif f.name in _FLOAT_LIMITS:
+                low, high = _FLOAT_LIMITS[f.name]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
+                    raise ConfigError(f"{f.name} must be a number in ({low:g}, {high:g}], not {_shown(value)}")
+            else:
+                top = _INT_LIMITS.get(f.name, 1 << 14)
+                if not _is_int(value) or not 1 <= value <= top:
+                    raise ConfigError(f"{f.name} must be a whole number from 1 to {top}, not {_shown(value)}")
+        if self.approx_parameters > MAX_PARAMETERS:
+            raise ConfigError(
+                f"this config describes about {self.approx_parameters:.3g} parameters, more than the "
+                f"{MAX_PARAMETERS:.3g} any Sat2Sound model has; the stored config is damaged"
+            )
+
+    @property
+    def approx_parameters(self) -> int:
+        """A rough parameter count (the big matrices), to refuse configs no machine could build."""
+        vit = self.vit_depth * (4 * self.vit_dim * self.vit_dim + 2 * self.vit_dim * self.vit_mlp_dim)
+        fuser = self.fuser_layers * (4 * self.fc_dim * self.fc_dim + 2 * self.fc_dim * self.fuser_ffn_dim)
+        widths = [self.htsat_embed_dim * (1 << i) for i in range(len(self.htsat_depths))]
+        htsat = sum(d * 12 * w * w for d, w in zip(self.htsat_depths, widths, strict=False))
+        heads = (self.vit_dim + self.audio_frame_dim + self.text_dim + self.codebook_dim) * self.fc_dim
+        return vit + fuser + htsat + heads + self.codebook_size * self.codebook_dim
 
     # ----------------------------------------------------------------- derived sizes
     @property

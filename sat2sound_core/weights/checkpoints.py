@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import logging
-import os
 import pickle
 import re
 import struct
 import zipfile
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ import torch
 
 from sat2sound_core.common import files
 from sat2sound_core.common.errors import WeightsError
+from sat2sound_core.weights import unpickle
 from sat2sound_core.weights.registry import CHECKPOINTS, CheckpointInfo
 
 log = logging.getLogger(__name__)
@@ -40,117 +38,111 @@ log = logging.getLogger(__name__)
 FORMAT_TAG = "sat2sound-safetensors-v1"
 
 # --------------------------------------------------------------------------------------------------
-# Restricted unpickling
-
-
-def _path_as_str(*parts: str) -> str:
-    return os.path.join(*parts) if parts else ""
-
-
-#: what torch's restricted unpickler may build: a class or function, or one standing in for a named global
-_Global = Callable[..., object] | tuple[Callable[..., object], str]
-
-
-def _defaultdict_as_dict(*_factory: object) -> OrderedDict[object, object]:
-    return OrderedDict()
-
-
-def _numpy_globals() -> list[_Global]:
-    """numpy scalars, arrays and dtypes (Lightning callbacks/loops may hold them): rebuilt from bytes, no code."""
-    import numpy as np
-
-    core = importlib.import_module("numpy._core.multiarray")
-    out: list[_Global] = [np.ndarray, np.dtype]
-    for mod in ("numpy.core", "numpy._core"):
-        out += [(core.scalar, f"{mod}.multiarray.scalar"), (core._reconstruct, f"{mod}.multiarray._reconstruct")]
-    out += [(cls, f"numpy.dtypes.{name}") for name, cls in vars(np.dtypes).items() if isinstance(cls, type)]
-    return out
-
-
-# Fully qualified names a Lightning checkpoint may legitimately reference besides tensors and
-# containers, mapped to the harmless type built in their place. Lightning's AttributeDict becomes an
-# OrderedDict (torch's restricted unpickler fills only exact dict types); Namespace stays a
-# Namespace (a bag of attributes) and is turned into a dict by _plain.
-_ALLOWED_EXTRA_GLOBALS: list[_Global] = [
-    (OrderedDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
-    (OrderedDict, "lightning.pytorch.utilities.parsing.AttributeDict"),
-    (OrderedDict, "lightning_fabric.utilities.data.AttributeDict"),
-    (OrderedDict, "lightning.fabric.utilities.data.AttributeDict"),
-    argparse.Namespace,
-    (_path_as_str, "pathlib.PosixPath"),
-    (_path_as_str, "pathlib.WindowsPath"),
-    (_path_as_str, "pathlib.Path"),
-    # a defaultdict (loop/callback state) becomes a plain dict; its factory types are inert here
-    (_defaultdict_as_dict, "collections.defaultdict"),
-    (int, "builtins.int"),
-    (float, "builtins.float"),
-    (list, "builtins.list"),
-    (dict, "builtins.dict"),
-    *_numpy_globals(),
-]
+# Restricted unpickling (what is admitted, stand-ins and the bounded copy live in unpickle.py)
 
 
 def _plain(obj: object) -> object:
-    """Namespaces and dict-likes (OrderedDict stand-ins) become plain dicts, recursively."""
-    if isinstance(obj, argparse.Namespace):
-        return {k: _plain(v) for k, v in vars(obj).items()}
-    if isinstance(obj, dict) and not isinstance(obj, torch.Tensor):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_plain(v) for v in obj)
-    return obj
+    """Namespaces and dict-likes become plain dicts (memoised by id, bounded in depth and size)."""
+    return unpickle.plain(obj)
 
 
-def _unsafe_globals(path: Path) -> list[str]:
-    try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # the scan is only for the message
-        return []
-    allowed = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in _ALLOWED_EXTRA_GLOBALS}
-    return [g for g in found if g not in allowed]
+def _refused(path: Path, names: list[str], reason: str = "") -> WeightsError:
+    what = f" It references {', '.join(names[:8])}." if names else ""
+    why = f" ({reason})" if reason else ""
+    return WeightsError(
+        f"Refused to load {path}: it is not a plain weights file — its pickle asks for code or "
+        f"classes that a Sat2Sound checkpoint never needs{why}, so it was not unpickled.{what} Only "
+        "use checkpoints from a source you trust (the official MVRL/sat2sound files load fine)."
+    )
 
 
-def safe_torch_load(path: Path) -> object:
-    """``torch.load`` that only builds tensors, containers and the admitted hyper-parameter types.
-
-    Raises :class:`WeightsError` for a truncated/corrupt file or a pickle that references anything
-    else (naming what it asked for); nothing in the file is executed.
-    """
+def _restricted_load(path: Path) -> tuple[object, unpickle.LoadContext]:
+    """The raw object of a checkpoint (stand-ins, numpy records) and its load context; nothing runs."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"Checkpoint {path} does not exist.")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise WeightsError(f"Checkpoint {path} is empty (0 bytes); delete it and download it again.")
     try:
         is_zip = zipfile.is_zipfile(path)
     except OSError:
         is_zip = False
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(512)
     if not is_zip and head[:2] == b"PK":
         raise WeightsError(
             f"Checkpoint {path} is truncated or corrupt (its zip directory is missing); "
             "delete it and download it again."
         )
+    if not is_zip:
+        what = unpickle.describe_non_checkpoint(head, size)
+        if what is None and head[:1] != b"\x80":  # neither a torch zip nor a (legacy) pickle
+            what = (f"is truncated or corrupt, or not a PyTorch checkpoint at all (it starts with {head[:8]!r}); "
+                    "delete it and download it again")
+        if what is not None:
+            raise WeightsError(f"{path} {what}.")
+    stand_ins: list[str] = []
+    if is_zip:
+        try:
+            unknown = unpickle.unknown_globals(path)
+        except Exception as exc:
+            log.debug("global scan of %s failed: %s", path, exc)
+            unknown = []
+        refused = [g for g in unknown if not unpickle.may_stand_in(g)]
+        if refused:
+            raise _refused(path, refused)
+        if len(unknown) > unpickle.MAX_STAND_INS:
+            raise _refused(path, unknown, f"{len(unknown)} foreign classes, more than {unpickle.MAX_STAND_INS}")
+        stand_ins = unknown
     try:
-        with torch.serialization.safe_globals(_ALLOWED_EXTRA_GLOBALS):
+        with unpickle.restricted_globals(stand_ins) as ctx:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as exc:
-        names = _unsafe_globals(path) if is_zip else []
-        what = f" It references {', '.join(names)}." if names else ""
-        raise WeightsError(
-            f"Refused to load {path}: it is not a plain weights file — its pickle asks for code or "
-            f"classes that a Sat2Sound checkpoint never needs, so it was not unpickled.{what} Only "
-            "use checkpoints from a source you trust (the official MVRL/sat2sound files load fine)."
-        ) from exc
+        names = [g for g in _unsafe_globals(path) if not unpickle.may_stand_in(g)] if is_zip else []
+        reason = "" if names else _unpickler_reason(exc)
+        raise _refused(path, names, reason) from exc
+    except WeightsError:
+        raise
     except Exception as exc:  # torch raises many types for damaged bytes (RuntimeError, EOFError, IndexError …)
         raise WeightsError(
-            f"Checkpoint {path} is truncated or corrupt ({exc.__class__.__name__}: {exc}); "
+            f"Checkpoint {path} is truncated or corrupt ({exc.__class__.__name__}: {str(exc)[:300]}); "
             "delete it and download it again."
         ) from exc
-    return _plain(obj)
+    return obj, ctx
+
+
+def _unpickler_reason(exc: Exception) -> str:
+    """The restricted unpickler's own reason, without torch's advice to turn the protection off."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker not in text:
+        return ""
+    line = text.split(marker, 1)[1].strip().split("\n")[0]
+    return line[:300] if "weights_only" not in line and "add_safe_globals" not in line else ""
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    try:
+        return unpickle.unknown_globals(path)
+    except Exception:
+        return []
+
+
+def safe_torch_load(path: Path) -> object:
+    """``torch.load`` that only builds tensors, containers and the admitted hyper-parameter types.
+
+    Classes a foreign fine-tune names outside what Sat2Sound reads become inert
+    :class:`~sat2sound_core.weights.unpickle.Placeholder` objects. Raises :class:`WeightsError` for
+    a truncated/corrupt file, a file that is not a checkpoint (named: a git-lfs pointer, an HTML
+    page …) or a pickle that asks for code (naming what it asked for); nothing in the file is
+    executed. The copy is memoised by id and bounded (see ``unpickle.MAX_DEPTH``/``MAX_NODES``).
+    """
+    obj, ctx = _restricted_load(path)
+    try:
+        return unpickle.plain(obj, ctx)
+    except WeightsError as exc:
+        raise WeightsError(f"Refused to load {path}: {exc}.") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -185,18 +177,21 @@ def read_official_checkpoint(path: Path) -> OfficialCheckpoint:
     Raises :class:`WeightsError` when the file is unsafe, truncated, or holds another model (e.g. a
     SatMAE or MGA-CLAP backbone, or an unrelated network).
     """
-    obj = safe_torch_load(path)
+    # only the state_dict and the hyper-parameters are read: nothing else in the file is walked
+    obj, ctx = _restricted_load(path)
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict; it is not a Sat2Sound checkpoint.")
     state = obj.get("state_dict")
-    if state is None and all(isinstance(v, torch.Tensor) for v in obj.values()) and obj:
+    if isinstance(state, argparse.Namespace) or id(state) in ctx.records:
+        state = None
+    if state is None and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         state = obj  # a bare state_dict saved with torch.save
     if not isinstance(state, Mapping):
         hint = ""
         if "model" in obj:
             hint = " It looks like a backbone checkpoint ({'model': ...}: SatMAE or MGA-CLAP), not Sat2Sound."
         raise WeightsError(f"{path} has no 'state_dict'.{hint} Give one of the sat2sound/*.ckpt files.")
-    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     for wrapper in ("model.", "module."):  # re-saved from a wrapper module or DataParallel
         if not _looks_like_sat2sound(list(tensors)) and tensors and all(k.startswith(wrapper) for k in tensors):
             tensors = {k[len(wrapper):]: v for k, v in tensors.items()}
@@ -206,7 +201,14 @@ def read_official_checkpoint(path: Path) -> OfficialCheckpoint:
             f"{path} is not a Sat2Sound checkpoint: it has no {', '.join(missing)} weights "
             f"(first keys: {', '.join(list(tensors)[:3]) or 'none'}). Give one of the sat2sound/*.ckpt files."
         )
-    hp = obj.get("hyper_parameters") or {}
+    try:
+        raw_hp = obj.get("hyper_parameters")
+        hp = {} if raw_hp is None else unpickle.plain(raw_hp, ctx)
+    except WeightsError as exc:
+        raise WeightsError(f"Refused to load {path}: its hyper_parameters are not plain values ({exc}).") from None
+    if not isinstance(hp, Mapping):
+        log.warning("%s: hyper_parameters are a %s, not a mapping; ignoring them", Path(path).name, type(hp).__name__)
+        hp = {}
     return OfficialCheckpoint(path=Path(path), state_dict=dict(tensors), hyper_parameters=dict(hp))
 
 
@@ -235,7 +237,8 @@ def infer_config_fields(ckpt: OfficialCheckpoint, info: CheckpointInfo | None = 
             "%s: hyper_parameters say metadata_type=%r but the weights have %r; using the weights",
             ckpt.path.name, hp_meta, meta,
         )
-    sat_type = hp.get("sat_type") or (info.sat_type if info else None)
+    hp_sat = hp.get("sat_type")
+    sat_type = (hp_sat if isinstance(hp_sat, str) and hp_sat else None) or (info.sat_type if info else None)
     if not sat_type:
         raise WeightsError(
             f"{ckpt.path} does not say which imagery it was trained on (no hyper_parameters.sat_type). "
@@ -253,7 +256,8 @@ def infer_config_fields(ckpt: OfficialCheckpoint, info: CheckpointInfo | None = 
     if proj is not None:
         fields["fc_dim"] = int(proj.shape[0])
     for key in ("codebook_size", "codebook_dim", "fc_dim"):
-        if key in hp and key in fields and int(hp[key]) != fields[key]:
+        value = hp.get(key)
+        if isinstance(value, int) and key in fields and value != fields[key]:
             log.warning("%s: hyper_parameters %s=%s but weights have %s", ckpt.path.name, key, hp[key], fields[key])
     return fields
 
@@ -338,13 +342,41 @@ def read_converted(path: Path) -> ConvertedCheckpoint:
             f"{path} is a safetensors file but not a converted Sat2Sound checkpoint (no '{FORMAT_TAG}' "
             "metadata). Give an official .ckpt or a file written by this product."
         )
+    try:
+        config = json.loads(meta["config"])
+    except (ValueError, RecursionError) as exc:  # not JSON, or nested past the parser's depth
+        raise WeightsError(f"{path} has a config that is not JSON ({exc}); delete it (it is re-created from the .ckpt).") from None
+    if not isinstance(config, dict):
+        raise WeightsError(
+            f"{path} has a config that is a {type(config).__name__}, not a JSON object; "
+            "delete it (it is re-created from the .ckpt)."
+        )
     return ConvertedCheckpoint(
         path=Path(path),
         state_dict=state,
-        config=json.loads(meta["config"]),
+        config=config,
         source_sha256=meta.get("source_sha256", ""),
         source=meta.get("source", ""),
     )
+
+
+_cleaned: set[str] = set()
+
+
+def clean_converted_cache(cache_dir: Path) -> list[Path]:
+    """Remove temp files interrupted conversions left in ``cache_dir`` (once per folder per process).
+
+    Only files of the atomic writer's own naming, older than this process and held by no live
+    writer, are removed (see :func:`sat2sound_core.common.files.remove_stale_temps`).
+    """
+    key = str(Path(cache_dir).resolve())
+    if key in _cleaned:
+        return []
+    _cleaned.add(key)
+    removed = files.remove_stale_temps(cache_dir)
+    if removed:
+        log.info("removed %d temp file(s) that interrupted conversions left in %s", len(removed), cache_dir)
+    return removed
 
 
 def converted_cache_path(source_file: Path, cache_dir: Path) -> Path:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from sat2sound_core.common.devices import resolve_device, resolve_precision
-from sat2sound_core.common.errors import WeightsError
+from sat2sound_core.common.errors import ConfigError, WeightsError
 from sat2sound_core.common.progress import ProgressCallback, report
 from sat2sound_core.model.config import ModelConfig
 from sat2sound_core.model.sat2sound import Sat2Sound
@@ -32,16 +32,30 @@ log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _models: dict[tuple[str, str, str], Sat2Sound] = {}
 
-def config_from_dict(values: Mapping[str, Any]) -> ModelConfig:
-    """A :class:`ModelConfig` from stored (JSON) values; lists become tuples, unknown keys are ignored."""
+def config_from_dict(values: Mapping[str, Any], label: str = "a converted checkpoint") -> ModelConfig:
+    """A :class:`ModelConfig` from stored (JSON) values; lists become tuples, unknown keys are ignored.
+
+    Raises :class:`WeightsError` (naming ``label``) for values that are not a mapping or describe no
+    buildable model (wrong types, negative or absurd sizes), before anything is allocated.
+    """
+    if not isinstance(values, Mapping):
+        raise WeightsError(
+            f"{label} has a config that is a {type(values).__name__}, not a JSON object; delete it "
+            "(a converted copy is re-created from the .ckpt)."
+        )
     known = {f.name: f for f in dataclasses.fields(ModelConfig)}
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
-            log.warning("ignoring unknown config field %r in a converted checkpoint", key)
+            log.warning("ignoring unknown config field %r in %s", str(key)[:60], label)
             continue
         kwargs[key] = tuple(value) if isinstance(value, list) else value
-    return ModelConfig(**kwargs)
+    try:
+        return ModelConfig(**kwargs)
+    except ConfigError as exc:
+        raise WeightsError(
+            f"{label} has an invalid config ({exc}); delete it (a converted copy is re-created from the .ckpt)."
+        ) from None
 
 
 def official_config(fields: Mapping[str, Any]) -> ModelConfig:
@@ -79,9 +93,31 @@ def _check_keys(model: Sat2Sound, state_dict: Mapping[str, torch.Tensor], label:
         )
 
 
+def _check_values(model: Sat2Sound, state_dict: Mapping[str, torch.Tensor], label: str, exact: bool) -> None:
+    """Refuse weights that would load but be wrong: reinterpreted dtypes, NaN or infinite values."""
+    from sat2sound_core.weights.statedict import dtype_mismatch, non_finite_keys
+
+    problem = dtype_mismatch({k: v.dtype for k, v in model.state_dict().items()},
+                             {k: v.dtype for k, v in state_dict.items()}, exact=exact)
+    if problem:
+        raise WeightsError(
+            f"{label} stores weights in the wrong number format ({problem}); loading it would give silently "
+            "wrong embeddings. The file is damaged or was written by another tool: delete it (a converted copy "
+            "is re-created from the .ckpt) or use an official sat2sound/*.ckpt."
+        )
+    bad = non_finite_keys(state_dict)
+    if bad:
+        few = ", ".join(bad[:8]) + (f" … (+{len(bad) - 8} more)" if len(bad) > 8 else "")
+        raise WeightsError(
+            f"{label} has NaN or infinite weights in {len(bad)} tensor(s): {few}. Every map and embedding "
+            "would be NaN; the file is damaged or from a diverged training run — use an official sat2sound/*.ckpt."
+        )
+
+
 def _build(config: ModelConfig, state_dict: Mapping[str, torch.Tensor], label: str, convert: bool) -> Sat2Sound:
     model = Sat2Sound(config, init="empty")  # every tensor is overwritten by the strict load below
     sd = model.convert_official_state_dict(state_dict) if convert else dict(state_dict)
+    _check_values(model, sd, label, exact=not convert)  # what the file holds (dead keys are filled next)
     sd = _fill_dead_keys(model, sd)
     _check_keys(model, sd, label)
     model.load_state_dict(sd, strict=True)
@@ -94,15 +130,17 @@ def _load_cpu_fp32(file: Path, info: CheckpointInfo | None, use_cache: bool) -> 
 
     if ck.is_safetensors(file):
         conv = ck.read_converted(file)
-        return _build(config_from_dict(conv.config), conv.state_dict, str(file), convert=False)
+        return _build(config_from_dict(conv.config, str(file)), conv.state_dict, str(file), convert=False)
     cached: Path | None = None
     if use_cache:
-        cached = ck.converted_cache_path(file, get_settings().cache_dir("converted"))
+        cache_dir = get_settings().cache_dir("converted")
+        ck.clean_converted_cache(cache_dir)
+        cached = ck.converted_cache_path(file, cache_dir)
         if cached.is_file():
             try:
                 conv = ck.read_converted(cached)
                 log.info("loading converted copy %s", cached)
-                return _build(config_from_dict(conv.config), conv.state_dict, str(cached), convert=False)
+                return _build(config_from_dict(conv.config, str(cached)), conv.state_dict, str(cached), convert=False)
             except WeightsError as exc:
                 log.warning("ignoring unusable converted copy %s: %s", cached, exc)
     official = ck.read_official_checkpoint(file)
