@@ -49,7 +49,8 @@ def write_gallery(
     if not path.parent.is_dir():
         raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
     str_t = h5py.string_dtype("utf-8")
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    # HDF5 would flock the file, which the atomic writer already holds locked until the rename
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", locking=False) as f:
         f.attrs["checkpoint"] = checkpoint
         f.attrs["schema_version"] = SCHEMA_VERSION
         f.attrs["created_by"] = CREATED_BY
