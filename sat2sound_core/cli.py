@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     gi.add_argument("path", help="gallery file, or 'official'")
     gi.add_argument("--json", action="store_true", help="print JSON")
     _add_evaluate_parser(sub)
+    _add_probe_parser(sub)
     return parser
 
 
@@ -201,6 +202,27 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     e.add_argument("--reference", type=Path, default=None,
                    help="folder with the paper's retrieval_tables.csv (default: SAT2SOUND_REFERENCE or "
                         "../shared/reference)")
+
+
+def _add_probe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "probe", help="linear-probe accuracy of frozen embeddings on a labelled dataset, next to the paper (Tables 15-16)",
+        description="Embed a labelled dataset with the frozen checkpoint (images without metadata, or audio's first "
+                    "10 s), fit a logistic regression on the L2-normalised, standardised embeddings and report the "
+                    "accuracy on the dataset's train/test split or over stratified k folds, with a confusion matrix.")
+    _add_model_options(p)
+    p.add_argument("data", type=Path, help="image folder ROOT/<class>/<image> (or ROOT/train|test/<class>/…), or a "
+                                           "CSV of audio files (BirdCLEF train_metadata.csv: primary_label, filename)")
+    p.add_argument("--audio-root", type=Path, default=None, help="folder the CSV's filenames are relative to "
+                                                                "(default: the CSV's folder)")
+    p.add_argument("--folds", type=int, default=5, help="k of the stratified k-fold when there is no split (default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default: %(default)s)")
+    p.add_argument("--benchmark", default=None, help="the paper's benchmark name, e.g. EuroSAT, BirdCLEF-2022 "
+                                                     "(default: the folder's or CSV's name)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per model call (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None, help="folder for confusion.png and probe.json")
+    p.add_argument("--reference", type=Path, default=None,
+                   help="folder with the paper's probing_tables.csv (default: SAT2SOUND_REFERENCE or ../shared/reference)")
 
 
 def _add_heatmap_kind_options(group: argparse._ArgumentGroup) -> None:
@@ -522,8 +544,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return evaluate(args, _progress(args, "evaluate"), _progress(args, "model"))
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from sat2sound_core.evaluation.cli import probe
+
+    return probe(args, _progress(args, "probe"), _progress(args, "model"))
+
+
 _COMMANDS = {"weights": cmd_weights, "heatmap": cmd_heatmap, "retrieve": cmd_retrieve, "concepts": cmd_concepts,
-             "gallery": cmd_gallery, "evaluate": cmd_evaluate}
+             "gallery": cmd_gallery, "evaluate": cmd_evaluate,
+             "probe": cmd_probe}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

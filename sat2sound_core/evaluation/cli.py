@@ -69,3 +69,39 @@ def evaluate(args: argparse.Namespace, progress: ProgressCallback | None,
     if args.out is not None:
         print(f"\nwrote {args.out}")
     return 0
+
+
+def probe(args: argparse.Namespace, progress: ProgressCallback | None,
+          model_progress: ProgressCallback | None) -> int:
+    """Run :func:`~sat2sound_core.evaluation.probe.run_probe` for parsed CLI arguments; print the table."""
+    from sat2sound_core.common.errors import InputError
+    from sat2sound_core.common.settings import get_settings
+    from sat2sound_core.evaluation import probe as pr
+    from sat2sound_core.weights.loading import load_model
+
+    settings = get_settings()
+    data = Path(args.data).expanduser()
+    if data.suffix.lower() == ".csv":
+        ds = pr.audio_csv(data, args.audio_root)
+    else:
+        if args.audio_root is not None:
+            raise InputError("--audio-root goes with a CSV of audio files; an image folder needs none")
+        ds = pr.image_folder(data)
+    if ds.is_test is None:
+        pr.check_folds(ds.labels, args.folds)  # before the model loads
+    benchmark = args.benchmark or (data.stem if data.suffix.lower() == ".csv" and data.stem != "train_metadata"
+                                   else (data.parent.name if data.suffix else data.name))
+    model = load_model(args.checkpoint, device=args.device, precision=args.precision, progress=model_progress,
+                       text_encoder=False)
+    result = pr.run_probe(model, ds, folds=args.folds, seed=args.seed, batch_size=args.batch_size, progress=progress)
+    rows = pr.read_paper_rows(pr.find_csv(reference_folder(args.reference, settings.reference)))
+    print(f"{result.samples} {ds.modality} samples, {len(result.classes)} classes, {result.protocol}: "
+          f"accuracy {100 * result.accuracy:.2f} %")
+    if not rows:
+        print("(the paper's probing table was not found: set SAT2SOUND_REFERENCE or --reference for the side-by-side)")
+    print()
+    print(pr.markdown(result, benchmark, rows), end="")
+    if args.out is not None:
+        png, js = pr.write_outputs(result, args.out)
+        print(f"\nwrote {png} and {js}")
+    return 0
