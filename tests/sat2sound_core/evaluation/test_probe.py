@@ -186,3 +186,16 @@ def test_cli_end_to_end(env: str, images: Path, tmp_path: Path, capsys: pytest.C
     assert code != 0 and "40-fold needs at least 40 samples per class" in err and "Traceback" not in err
     code = main(["--quiet", "probe", str(tmp_path / "missing"), "-c", env])
     assert code != 0 and "is not a folder" in capsys.readouterr().err
+
+
+def test_audio_csv_split_column_and_audio_root(tmp_path: Path) -> None:
+    csv_path = _write_audio(tmp_path / "clips", per_class=2)
+    lines = csv_path.read_text().splitlines()
+    moved = tmp_path / "meta" / "train_metadata.csv"
+    moved.parent.mkdir()
+    moved.write_text("\n".join([lines[0] + ",split"] + [f"{ln},{'test' if i % 2 else 'train'}"
+                                                         for i, ln in enumerate(lines[1:])]) + "\n")
+    with pytest.raises(InputError, match="--audio-root"):
+        pr.audio_csv(moved)
+    ds = pr.audio_csv(moved, audio_root=tmp_path / "clips")
+    assert ds.is_test == (False, True) * 3 and ds.classes == ("high", "low", "mid")
