@@ -303,16 +303,33 @@ def run_probe(model: Sat2Sound, ds: ProbeDataset, folds: int = 5, seed: int = 0,
 # ---------------------------------------------------------------- outputs
 
 def confusion_png(result: ProbeResult, path: str | Path, cell: int = 24) -> Path:
-    """Write the confusion matrix as a PNG (row-normalised, white→dark blue, true classes as rows)."""
+    """Write the confusion matrix as a PNG: row-normalised, white→dark blue, true classes as rows
+    labelled ``i name`` on the left, predicted classes as columns labelled ``i`` on top, the count in
+    each non-empty cell."""
     import io
+
+    from PIL import ImageDraw, ImageFont
 
     conf = result.confusion.astype(np.float64)
     norm = conf / np.maximum(conf.sum(axis=1, keepdims=True), 1.0)
     k = norm.shape[0]
-    shade = (255.0 * (1.0 - norm)).round().astype(np.uint8)
-    rgb = np.stack([shade, shade, np.full_like(shade, 255)], axis=-1)
-    rgb[..., 2] = (255.0 - 120.0 * norm).round().astype(np.uint8)
-    img = Image.fromarray(rgb, "RGB").resize((k * cell, k * cell), Image.Resampling.NEAREST)
+    font = ImageFont.load_default()
+    names = [f"{i} {c}"[:40] for i, c in enumerate(result.classes)]
+    left = 8 + 7 * max(len(n) for n in names)
+    top = 20
+    img = Image.new("RGB", (left + k * cell + 4, top + k * cell + 4), "white")
+    draw = ImageDraw.Draw(img)
+    for i in range(k):
+        draw.text((4, top + i * cell + cell // 2 - 5), names[i], fill="black", font=font)
+        draw.text((left + i * cell + 4, 4), str(i), fill="black", font=font)
+        for j in range(k):
+            v = float(norm[i, j])
+            colour = (round(255 * (1 - v)), round(255 * (1 - v)), round(255 - 120 * v))
+            box = (left + j * cell, top + i * cell, left + (j + 1) * cell - 1, top + (i + 1) * cell - 1)
+            draw.rectangle(box, fill=colour, outline=(200, 200, 200))
+            if conf[i, j] and cell >= 16:
+                draw.text((box[0] + 3, box[1] + cell // 2 - 5), str(int(conf[i, j])),
+                          fill="white" if v > 0.5 else "black", font=font)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return write_bytes(path, buf.getvalue())
