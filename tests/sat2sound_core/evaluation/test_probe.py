@@ -202,3 +202,18 @@ def test_audio_csv_split_column_and_audio_root(tmp_path: Path) -> None:
         pr.audio_csv(moved)
     ds = pr.audio_csv(moved, audio_root=tmp_path / "clips")
     assert ds.is_test == (False, True) * 3 and ds.classes == ("high", "low", "mid")
+
+
+def test_cli_audio_csv_takes_the_benchmark_from_the_folder(env: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    csv_path = _write_audio(tmp_path / "birdclef-2022", per_class=5)
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "probing_tables.csv").write_text(
+        "table,modality,benchmark,model,backbone,accuracy_percent\n15,audio,BirdCLEF-2022,Sat2Sound,,54.84\n"
+        "15,audio,BirdCLEF-2023,Sat2Sound,,45.69\n")
+    code = main(["--quiet", "probe", str(csv_path), "-c", env, "--reference", str(ref), "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "15 audio samples, 3 classes, k-fold (k=5)" in out
+    assert "paper (table 15) | 54.84" in out and "45.69" not in out
