@@ -49,6 +49,7 @@ SYNTHESIS_MIN_BF16_SPEEDUP = 3.0
 CUDA_BF16_SPEEDUP = 3.8  # TangoFlux per clip, bf16 vs fp32, measured on an H100 (docs/synthesis.md)
 SPEEDUP_FILE = "hardware/bf16_speedup.json"
 _GEMM_SIZE = 512
+_PROCESS_SPEEDS: dict[str, Bf16Speed] = {}  # hardware_key → this process's reading (filled by bf16_speedup)
 _GEMM_BUDGET_S = 0.3  # both precisions together, after one warm-up product each
 
 
@@ -203,7 +204,8 @@ def bf16_speedup(device: torch.device) -> float:
     """How many times faster bf16 matrix math runs than fp32 on ``device`` (0.0: no bf16 there).
 
     ``SAT2SOUND_BF16_SPEEDUP`` when set; a CUDA device with bf16 support: :data:`CUDA_BF16_SPEEDUP`;
-    a CPU: :func:`cpu_bf16_speed` (measured once, cached on disk); anything else 0.0.
+    a CPU: :func:`cpu_bf16_speed` (measured once, cached on disk, then kept for the process); anything
+    else 0.0.
     """
     import torch
 
@@ -213,7 +215,10 @@ def bf16_speedup(device: torch.device) -> float:
     if device.type == "cuda":
         return CUDA_BF16_SPEEDUP if torch.cuda.is_bf16_supported() else 0.0
     if device.type == "cpu":
-        return cpu_bf16_speed().ratio
+        key = hardware_key()
+        if key not in _PROCESS_SPEEDS:  # once per process, whatever HOME later runs point to
+            _PROCESS_SPEEDS[key] = cpu_bf16_speed(key=key)
+        return _PROCESS_SPEEDS[key].ratio
     return 0.0
 
 

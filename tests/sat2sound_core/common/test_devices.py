@@ -136,9 +136,12 @@ def test_known_ratio_setting_skips_the_measurement(product_home: Path, monkeypat
 def test_cpu_without_setting_uses_the_cache(product_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     measure = CountingMeasure(2.0)
     monkeypatch.setattr(devices, "measure_bf16_speedup", measure)
+    monkeypatch.setattr(devices, "_PROCESS_SPEEDS", {})
     assert devices.bf16_speedup(CPU) == 2.0 and devices.bf16_speedup(CPU) == 2.0
     assert measure.calls == 1
     assert json.loads((product_home / devices.SPEEDUP_FILE).read_text())["key"] == hardware_key()
+    monkeypatch.setattr(devices, "_PROCESS_SPEEDS", {})  # a new process: reads the file, measures nothing
+    assert devices.bf16_speedup(CPU) == 2.0 and measure.calls == 1
 
 
 def test_cuda_bf16_is_fast_where_supported(product_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
