@@ -126,6 +126,11 @@ class Settings:
         metadata={"help": "raise glibc's allocator thresholds in the CLI, app and benchmarks (0 keeps its "
                           "defaults; see sat2sound_core/accel/allocator.py)"},
     )
+    bf16_speedup: str = field(
+        default="",
+        metadata={"help": "this machine's bf16/fp32 GEMM throughput ratio (e.g. 5.75) for precision auto; empty: "
+                          "measured once and cached in HOME/hardware/bf16_speedup.json"},
+    )
 
     def __post_init__(self) -> None:
         rows = self.swin_chunk_rows

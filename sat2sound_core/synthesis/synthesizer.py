@@ -72,13 +72,15 @@ MAX_BATCH = 4  # captions per transformer forward (each is 2 rows with guidance)
 def transformer_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The transformer's dtype for ``fp32``, ``bf16`` or ``auto`` (:mod:`sat2sound_core.common.devices`).
 
-    TangoFlux's bf16 output is *not* within the reference tolerance (on the tiny reference model the
-    step-0 velocity moves by 8e-3 and the 10-s waveform by 17 % of its peak; docs/synthesis.md), so
-    ``auto`` is fp32 here and bf16 is an explicit, approximate opt-in (measured: 1.9x faster per step
-    on this project's AVX512-BF16 CPU, 3.8x faster per clip on an H100). T5, the two heads, the latents
-    and Euler update, and the VAE always stay in float32.
+    bf16 changes TangoFlux's output by more than the reference tolerance (the 10-s waveform moves by
+    1.7e-2 relative on random full-size weights: a different sample of the same model; docs/synthesis.md),
+    so ``auto`` picks bf16 only where it pays for that: where bf16 GEMMs are at least
+    :data:`~sat2sound_core.common.devices.SYNTHESIS_MIN_BF16_SPEEDUP` (3×) faster than fp32 (AMX CPUs,
+    measured 5.75×; CUDA), and fp32 elsewhere (an AVX512-BF16 CPU at ~2×). T5, the two heads, the
+    latents and Euler update, and the VAE always stay in float32.
     """
-    return torch_dtype(devices.resolve_precision(precision, device, bf16_within_tolerance=False))
+    return torch_dtype(devices.resolve_precision(
+        precision, device, min_bf16_speedup=devices.SYNTHESIS_MIN_BF16_SPEEDUP))
 
 
 def _precision_name(dtype: torch.dtype) -> str:

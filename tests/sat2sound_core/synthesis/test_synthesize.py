@@ -211,13 +211,18 @@ def test_licence_note_is_exposed(tiny_synth):
     assert tiny_synth.licence_note == LICENCE_NOTE
 
 
-def test_bf16_is_approximate_and_not_the_default(golden, tiny_dir):
+def test_bf16_is_approximate_and_auto_only_where_3x_faster(golden, tiny_dir, monkeypatch):
+    from sat2sound_core.common import devices
     from sat2sound_core.common.devices import resolve_device
     from sat2sound_core.synthesis import load_synthesizer
     from sat2sound_core.synthesis.synthesizer import transformer_dtype
 
+    monkeypatch.setattr(devices, "bf16_speedup", lambda device: 2.0)  # this AVX512-BF16 EPYC
     assert transformer_dtype("auto", torch.device("cpu")) == torch.float32
     assert transformer_dtype("auto", torch.device("cuda")) == torch.float32
+    monkeypatch.setattr(devices, "bf16_speedup", lambda device: 5.75)  # an AMX Sapphire Rapids
+    assert transformer_dtype("auto", torch.device("cpu")) == torch.bfloat16
+    monkeypatch.undo()
     with pytest.raises(ConfigError, match="precision"):
         transformer_dtype("fp16", torch.device("cpu"))
     if not torch.cuda.is_available():
@@ -234,3 +239,13 @@ def test_bf16_is_approximate_and_not_the_default(golden, tiny_dir):
     step0 = rel_err(trace["steps"][0]["velocity_batch"], case["step0_velocity_cfg_batch"])
     assert 1e-4 < step0 < 3e-2  # coarse agreement only (measured 8e-3)
     assert wave.dtype == torch.float32 and wave.shape == (1, 2, 441000)
+
+
+def test_sidecar_records_precision_and_steps(tiny_synth, tmp_path):
+    audio = tiny_synth.synthesize(BIRDS, duration=1.0, steps=2, seed=3, latent_seconds=1.0)
+    meta = json.loads(audio.save(tmp_path / "clip.wav").with_suffix(".json").read_text())
+    assert meta["precision"] == "fp32" and meta["steps"] == 2 and meta["mode"] == "faithful"
+    fast = tiny_synth.synthesize(BIRDS, duration=1.0, steps=40, seed=3, latent_seconds=1.0, fast=True)
+    meta = json.loads(fast.save(tmp_path / "fast.wav").with_suffix(".json").read_text())
+    assert meta["steps"] == FAST_STEPS and meta["precision"] == "fp32" and meta["mode"].startswith("fast")
+    assert Audio.load(tmp_path / "fast.wav").metadata["precision"] == "fp32"

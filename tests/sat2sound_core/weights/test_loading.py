@@ -201,9 +201,9 @@ def test_process_cache_is_keyed_by_file_device_and_precision(tmp_path: Path) -> 
 def test_precision_and_device_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bfloat16", cpu) == "bf16"
-    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(devices, "bf16_speedup", lambda device: 2.0)  # an AVX512-BF16 CPU
     assert resolve_precision("auto", cpu) == "bf16"
-    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(devices, "bf16_speedup", lambda device: 0.9)  # bf16 emulated: slower
     assert resolve_precision("auto", cpu) == "fp32"
     with pytest.raises(ConfigError, match="fp32, bf16 or auto"):
         resolve_precision("fp16", cpu)
