@@ -3,15 +3,20 @@
 Nothing here computes model outputs; it picks the right :mod:`sat2sound_core` call (imagery through
 :mod:`sat2sound_core.imagery`, never ``tiles`` directly) for what the user chose and shapes the answer for a widget. API keys stay on the server: a provider
 that needs a key is used for the model's imagery, but the browser's basemap then comes from a keyless
-provider (the key would otherwise end up in tile URLs sent to the browser).
+provider (the key would otherwise end up in tile URLs sent to the browser). The same holds for a custom
+``SAT2SOUND_TILE_URL`` that carries credentials (``user:pass@host``) or a query parameter that may be a
+token (``?api_key=…``): the model still reads it on the server, the browser gets the keyless basemap and a
+notice saying why (:func:`browser_safe_template`).
 """
 
 from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 import streamlit as st
@@ -88,14 +93,37 @@ def resolved_provider(choice: str, checkpoint: str) -> imagery.ProviderInfo | No
     return imagery.provider_info(name) if name else None
 
 
+_PLACEHOLDER = re.compile(r"\{[-a-z]+\}")
+
+
+def browser_safe_template(url: str) -> bool:
+    """Whether an XYZ template may be sent to the browser: no userinfo (``user:pass@``), no ``{key}``
+    and no query parameter with a value other than tile placeholders (``?api_key=…``, ``?token=…``,
+    ``?style=…`` alike: a value cannot be told apart from a secret, so none is sent)."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc or "{key}" in url:
+        return False
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    return all(_PLACEHOLDER.fullmatch(value) or not value for _, value in query)
+
+
 def basemap(cfg: AppConfig, choice: str, checkpoint: str) -> Basemap:
     """The browser's basemap for the chosen provider (keyless; see the module docstring)."""
+    notice = ""
     if choice == CUSTOM:
-        return Basemap("custom", cfg.tile_url, cfg.tile_attribution, cfg.tile_max_zoom)
-    provider = resolved_provider(choice, checkpoint)
+        if browser_safe_template(cfg.tile_url):
+            return Basemap("custom", cfg.tile_url, cfg.tile_attribution, cfg.tile_max_zoom)
+        notice = (
+            "SAT2SOUND_TILE_URL carries credentials or query parameters (an API key?), which must not reach "
+            "the browser: the map shows a keyless basemap instead, while the analysis still uses your tiles. "
+            "To see them on the map, serve them without a key (e.g. behind a local proxy)."
+        )
+        provider: imagery.ProviderInfo | None = None
+    else:
+        provider = resolved_provider(choice, checkpoint)
     if provider is None or provider.needs_key or provider.url_template is None:
         provider = imagery.provider_info(DISPLAY_FALLBACK)
-    return Basemap(provider.name, str(provider.url_template), provider.attribution, provider.max_zoom)
+    return Basemap(provider.name, str(provider.url_template), provider.attribution, provider.max_zoom, notice)
 
 
 def footprints(chip: Chip, scales: list[int]) -> dict[int, list[list[float]]]:

@@ -2,6 +2,7 @@
 
 The paper's Figure 6 view. The concept map itself (per-patch top concepts, groups of patches,
 gallery captions that activate a concept most) comes from the engine (``ChipAnalysis.concept_map``).
+Gallery captions are shown as plain text (``st.text``), never as Markdown.
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ def render(ss: Any, ctl: Controls) -> None:
         for code, score in zip(codes, scores, strict=False):
             st.markdown(f"**concept {code}** · score {score:.3f}")
             for ex in cm.examples(code)[:3]:
-                st.caption(f"• {ex}")
+                st.text(f"• {ex}")  # a gallery caption: plain text, never Markdown
         return
     for g in cm.groups[:8]:
         with st.container(border=True):
             st.markdown(f"**concept {g.code}** · {g.fraction:.0%} of the chip · mean score {g.mean_score:.3f}")
             for ex in (g.examples or cm.examples(g.code))[:3]:
-                st.caption(f"• {ex}")
+                st.text(f"• {ex}")  # a gallery caption: plain text, never Markdown

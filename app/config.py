@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from sat2sound_core import imagery
 from sat2sound_core.common.errors import ConfigError
@@ -90,6 +91,15 @@ def npm_registry(env: Mapping[str, str] | None = None) -> str:
     return (env.get("NPM_CONFIG_REGISTRY") or REGISTRY).rstrip("/")
 
 
+def _without_secrets(url: str) -> str:
+    """``url`` without userinfo and with every query value replaced by ``***`` (for messages shown in
+    the browser; a key in the template must never be echoed)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
 def from_env(env: dict[str, str] | None = None) -> AppConfig:
     """Read ``SAT2SOUND_APP_*`` variables (default ``os.environ``) and validate them."""
     env = dict(os.environ if env is None else env)
@@ -97,7 +107,7 @@ def from_env(env: dict[str, str] | None = None) -> AppConfig:
     tile_url = custom.url if custom is not None else ""
     if tile_url and not all(k in tile_url for k in ("{z}", "{x}", "{y}")):  # what the map (Leaflet) reads
         raise ConfigError(
-            f"SAT2SOUND_TILE_URL={tile_url!r} is not an XYZ template the map can show; it needs {{z}}, {{x}} "
+            f"SAT2SOUND_TILE_URL={_without_secrets(tile_url)!r} is not an XYZ template the map can show; it needs {{z}}, {{x}} "
             "and {y}, e.g. http://127.0.0.1:8000/{z}/{x}/{y}.png"
         )
     top_k = int(_float(env, "SAT2SOUND_APP_TOP_K", 5))

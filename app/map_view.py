@@ -37,12 +37,14 @@ DEFAULT_VIEW = Point(lat=52.5163, lon=13.3777)
 
 @dataclass(frozen=True)
 class Basemap:
-    """An XYZ tile layer for display with the attribution its terms require."""
+    """An XYZ tile layer for display with the attribution its terms require (``notice``: why it is
+    not the one the user chose, shown under the map; empty when it is)."""
 
     name: str
     url: str
     attribution: str
     max_zoom: int = 19
+    notice: str = ""
 
 
 @dataclass(frozen=True)

@@ -254,13 +254,13 @@ def _analyze(ss: Any, cfg: app_config.AppConfig, ctl: Controls) -> None:
     with guard("Analysing the point"), st.spinner(f"Fetching imagery and listening at {point.label()}…"):
         shared = resources.get_engine(ctl.checkpoint, ctl.precision, settings.device, settings.gallery)
         t0 = time.perf_counter()
-        with shared.use() as engine:
-            result = engine.analyze(
-                point.lat,
-                point.lon,
-                scale=ctl.scale,
-                metadata=ctl.metadata() or None,
-                provider=bridge.engine_provider(ctl.provider),
+        engine = shared.obj
+        # the imagery fetch waits on the network: never under the model lock (another session's click
+        # must not wait for this session's tile server); only the encoding is serialised
+        chip = engine.fetch_chip(point.lat, point.lon, provider=bridge.engine_provider(ctl.provider))
+        with shared.use():
+            result = engine.analyze_chip(
+                chip, scale=ctl.scale, metadata=ctl.metadata() or None, lat=point.lat, lon=point.lon
             )
         if ss.result is not result:
             ss.synth_audio = {}  # clips belong to the previous place's captions
@@ -275,12 +275,11 @@ def _analyze(ss: Any, cfg: app_config.AppConfig, ctl: Controls) -> None:
 
 def _retrieve(ss: Any, ctl: Controls) -> None:
     """Top-k gallery captions of the current result (the gallery may be missing: say so, keep the map)."""
-    settings = get_settings()
     ss.hits = []
     with guard("Retrieving captions"):
-        shared = resources.get_engine(ctl.checkpoint, ctl.precision, settings.device, settings.gallery)
-        with shared.use():
-            ss.hits = list(ss.result.retrieve(ctl.top_k))
+        # retrieval is a matrix product against the gallery (the engine loads it once, under its own
+        # lock, possibly downloading it): no model lock
+        ss.hits = list(ss.result.retrieve(ctl.top_k))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -507,6 +506,8 @@ def _draw_map(ss: Any, cfg: app_config.AppConfig, ctl: Controls, heat: Heatmap |
         zoom=zoom,
     )
     st.caption(f"Imagery: {basemap.attribution}. Click anywhere on the map to analyse that place.")
+    if basemap.notice:
+        st.info(basemap.notice)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -557,13 +558,15 @@ def _captions(ss: Any, ctl: Controls) -> None:
     )
     for hit in ss.hits:
         with st.container(border=True):
-            st.markdown(f"**{hit.rank}.** {hit.caption}  \n`score {hit.score:.3f}`")
+            # the caption comes from the gallery file: plain text, never Markdown (a caption could
+            # load remote images or links); rank and score are ours
+            st.markdown(f"**{hit.rank}.** `score {hit.score:.3f}`")
+            st.text(hit.caption)
             c1, c2 = st.columns(2)
             if hit.has_audio and c1.button("Play gallery audio", key=f"play_{hit.rank}"):
                 with guard("Gallery audio"):
                     shared = resources.get_engine(ctl.checkpoint, ctl.precision, settings.device, settings.gallery)
-                    with shared.use() as engine:
-                        audio = engine.gallery_audio(hit)
+                    audio = shared.obj.gallery_audio(hit)  # a file read: no model lock
                     if audio is None:
                         st.info("This gallery row has no audio.")
                     else:

@@ -2,9 +2,13 @@
 
 Streamlit runs each browser session's script in its own thread. The engine and the synthesiser are
 built once per process with ``st.cache_resource`` (keyed by checkpoint, precision, device, gallery)
-and shared by every session; a lock per object serialises calls into it, so two sessions clicking at
-once each get their own, correct result (results themselves live in each session's
-``st.session_state``, never in a shared object).
+and shared by every session. Both are thread-safe themselves (their own locks guard their caches and
+lazy loading); the lock of :class:`Shared` only serialises the *model calls* (encoding a chip, a
+heatmap, the concept map, a synthesis), so two sessions do not run the network's forward passes on the
+same CPU cores or GPU at once. Nothing that waits on the network (imagery fetches, gallery or weights
+downloads) and nothing cheap (retrieval, gallery audio) is done under it: one session fetching from a
+slow tile server never delays another session's click. Results live in each session's
+``st.session_state``, never in a shared object.
 """
 
 from __future__ import annotations
@@ -96,14 +100,17 @@ def start_warmup() -> bool:
 
 @dataclass
 class Shared(Generic[Obj]):
-    """A heavy object and the lock that serialises calls into it."""
+    """A heavy, thread-safe object and the lock that serialises its *model calls* (never network I/O).
+
+    Use :meth:`use` only around forward passes; call everything else on :attr:`obj` directly.
+    """
 
     obj: Obj
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     @contextmanager
     def use(self) -> Iterator[Obj]:
-        """``with shared.use() as obj:`` — hold the lock while calling into ``obj``."""
+        """``with shared.use() as obj:`` — hold the lock while running the model through ``obj``."""
         with self.lock:
             yield self.obj
 

@@ -5,7 +5,8 @@ What is present, how big it is and how to fetch it come from the library's weigh
 downloads go through its downloader (with a progress bar). When downloads are impossible (offline
 switch) the panel says so and names the environment variables that point at local copies. Nothing
 here blocks the map: the panel is drawn inside a collapsed expander, computed only once it is opened
-(the presence checks import torch), and only reads the file system.
+(the presence checks import torch), and only reads the file system. It shows file names and sizes,
+never the server's absolute paths (the page is seen by every user of the server).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def render(checkpoint: str, offline_notice: bool = True) -> None:
         icon = "✅" if item.path is not None else "⬜"
         st.markdown(f"{icon} **{item.name}** — {item.entry.size_text}  \nneeded for {item.needed_for}")
         if item.path is not None:
-            st.caption(str(item.path))
+            st.caption(f"on the server: {item.path.name}")  # the name only: server paths stay private
         elif item.download and not settings.is_offline:
             if st.button(f"Download {item.name}", key=f"dl_weights_{item.download}"):
                 _download(item)
@@ -119,4 +120,4 @@ def _download(item: Item) -> None:
         from sat2sound_core.weights.inventory import download
 
         path = download(item.download, progress=progress)
-    bar.progress(1.0, text=f"{item.name}: done ({path})")
+    bar.progress(1.0, text=f"{item.name}: done ({Path(path).name})")

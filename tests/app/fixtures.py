@@ -35,9 +35,11 @@ def reference_root() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "reference"
 
 
-def write_gallery(path: Path, dim: int = 1024, n: int = 60, seed: int = 0, checkpoint: str = "bingmap_withmeta") -> Path:
+def write_gallery(path: Path, dim: int = 1024, n: int = 60, seed: int = 0, checkpoint: str = "bingmap_withmeta",
+                  caption_texts: tuple[str, ...] | None = None) -> Path:
     """A small gallery in the official schema: captions per scale, text/audio embeddings, and
-    pre-synthesised audio (a 1-s 440 Hz tone) on three rows of every four."""
+    pre-synthesised audio (a 1-s 440 Hz tone) on three rows of every four. ``caption_texts`` replaces
+    the built-in captions (cycled over the rows)."""
     from sat2sound_core.gallery import SYNTH_RATE
     from sat2sound_core.gallery import write_gallery as _write
 
@@ -47,7 +49,8 @@ def write_gallery(path: Path, dim: int = 1024, n: int = 60, seed: int = 0, check
         x = rng.normal(size=(n, dim)).astype(np.float32)
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
-    captions = [CAPTIONS[i % len(CAPTIONS)] + ("" if i < len(CAPTIONS) else f" (variant {i})") for i in range(n)]
+    texts = CAPTIONS if caption_texts is None else caption_texts
+    captions = [texts[i % len(texts)] + ("" if i < len(texts) else f" (variant {i})") for i in range(n)]
     t = np.arange(int(SYNTH_RATE * 1.0), dtype=np.float32) / SYNTH_RATE
     tone = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
     synth = [tone if i % 4 != 3 else None for i in range(n)]

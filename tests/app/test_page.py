@@ -38,6 +38,27 @@ def _markdown(at: AppTest) -> str:
     return "\n".join(str(m.value) for m in at.markdown)
 
 
+def _texts(at: AppTest) -> list[str]:
+    """What ``st.text`` shows (plain text, never Markdown)."""
+    return [str(t.value) for t in at.text]
+
+
+def _everything(at: AppTest) -> str:
+    """Every element the page sends to the browser, as its protobuf text (the map's JS included)."""
+    parts: list[str] = []
+
+    def walk(node: Any) -> None:
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            parts.append(str(proto))
+        children = getattr(node, "children", None) or {}
+        for child in children.values() if isinstance(children, dict) else children:
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(parts)
+
+
 def _errors(at: AppTest) -> list[str]:
     return [str(e.value) for e in at.error]
 
@@ -52,7 +73,7 @@ def test_search_box_analyses_the_point_and_lists_captions(app_env: dict[str, str
     hits = at.session_state["hits"]
     assert len(hits) == 8 and [h.rank for h in hits] == list(range(1, 9))
     md = _markdown(at)
-    assert hits[0].caption in md and f"score {hits[0].score:.3f}" in md
+    assert hits[0].caption in _texts(at) and f"score {hits[0].score:.3f}" in md
     # the default text heatmap lies on the chip's active footprint, which contains the point
     heat = next(v for k, v in at.session_state["heatmaps"].items() if k[1] == "text")
     (s, w), (n, e) = heat.overlay_bounds
@@ -235,3 +256,127 @@ def test_a_registered_heatmap_kind_is_listed_and_gets_widgets_from_its_inputs(ap
         assert heat.kind == "code" and heat.query == "code 7" and heat.values.shape == (14, 14)
         # text (the first map), code 0 (the field's default) and code 7: three GeoTIFF bands
         assert "GeoTIFF (3 heatmap band(s))" in [b.label for b in at.get("download_button")]
+
+
+# ------------------------------------------------------------------------------------------------
+# hostile and broken inputs (issue 17): locks, secrets, server paths, captions
+
+
+def test_a_slow_tile_server_in_one_session_does_not_delay_another_sessions_click(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Session A fetches from a tile server that answers each tile after 2.5 s (7 rounds of 8 tiles: about
+    17 s); session B meanwhile re-analyses a place whose tiles are cached. B must finish while A is still
+    waiting on the network (before the fix, one lock held over the fetch made B wait for all of A)."""
+    import time
+
+    from tests.tiles.tileserver import TileServer
+
+    with TileServer(slow_seconds=2.5) as slow:
+        monkeypatch.setenv("SAT2SOUND_TILE_URL", slow.url_template)
+        b = _go(_app(), "45.01, 7.02")  # fast for now: B's tiles land in the cache
+        assert at_result(b).scale == 1 and _errors(b) == []
+        a = _app()
+        slow.add_fault("slow", times=None)
+        before = slow.request_count
+        out: dict[str, Any] = {}
+
+        def run_a() -> None:
+            t0 = time.perf_counter()
+            try:
+                out["a"] = _go(a, "44.7, 7.3").session_state["result"]
+            except BaseException as exc:
+                out["error"] = exc
+            out["a_s"] = time.perf_counter() - t0
+
+        thread = threading.Thread(target=run_a)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while slow.request_count == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert slow.request_count > before, "session A never reached the tile server"
+        t0 = time.perf_counter()
+        b.radio(key="ctl_scale").set_value(3).run()
+        b_s = time.perf_counter() - t0
+        requested_while_b_ran = slow.request_count - before
+        thread.join(300)
+        requested_by_a = slow.request_count - before
+        assert not b.exception and _errors(b) == []
+        assert at_result(b).scale == 3 and (at_result(b).lat, at_result(b).lon) == (45.01, 7.02)
+        # B took a fraction of A's fetch (at least 7 × 2.5 s), and A had tiles left to request when B was done
+        assert b_s < 10.0, f"session B ({b_s:.1f} s) waited for session A's fetch ({out.get('a_s')} s)"
+        assert requested_while_b_ran < requested_by_a, (requested_while_b_ran, requested_by_a)
+        assert "error" not in out, out.get("error")
+        assert (out["a"].lat, out["a"].lon) == (44.7, 7.3)
+
+
+def at_result(at: AppTest) -> Any:
+    return at.session_state["result"]
+
+
+@pytest.mark.parametrize(
+    "secret_url",
+    ["{base}?api_key=SECRET-TOKEN-42", "http://mapuser:SECRET-TOKEN-42@{hostpath}"],
+    ids=["query-key", "userinfo"],
+)
+def test_a_keyed_tile_url_is_used_for_the_model_but_never_sent_to_the_browser(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tile_server: Any, secret_url: str
+) -> None:
+    base = tile_server.url_template
+    url = secret_url.format(base=base, hostpath=base.removeprefix("http://"))
+    monkeypatch.setenv("SAT2SOUND_TILE_URL", url)
+    at = _app()
+    page = _everything(at)
+    assert "SECRET-TOKEN-42" not in page and "mapuser" not in page
+    assert "arcgisonline" in page  # the map's JS is in what was searched: the keyless basemap instead
+    assert any("keyless basemap" in str(i.value) for i in at.info)
+    # the model still reads the keyed server on the server side
+    before = tile_server.request_count
+    _go(at, "45.02, 7.01")
+    assert _errors(at) == [] and at_result(at) is not None
+    assert tile_server.request_count > before
+    assert "SECRET-TOKEN-42" not in _everything(at)
+
+
+def test_a_keyless_custom_tile_url_is_the_browsers_basemap(app_env: dict[str, str], tile_server: Any) -> None:
+    """The control for the test above: the page search does see the configured template when it is safe."""
+    page = _everything(_app())
+    assert f"127.0.0.1:{tile_server.port}" in page
+    assert "arcgisonline" not in page
+
+
+def test_the_status_panel_shows_names_and_sizes_not_server_paths(app_env: dict[str, str]) -> None:
+    at = _app()
+    at.session_state["status_open"] = True
+    at.run()
+    assert not at.exception, at.exception
+    checkpoint = Path(app_env["SAT2SOUND_APP_CHECKPOINT"])
+    shown = _everything(at)
+    assert checkpoint.name in shown  # named ...
+    for private in (str(checkpoint), str(checkpoint.parent), app_env["SAT2SOUND_TANGOFLUX"], app_env["SAT2SOUND_HOME"]):
+        assert private not in shown, private  # ... but where it lies on the server is not said
+
+
+def test_gallery_captions_are_plain_text_not_markdown(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A caption that is Markdown for a remote image and a link is shown as the characters it holds."""
+    from sat2sound_core.common.settings import get_settings
+    from tests.app import fixtures
+
+    hostile = "![x](http://127.0.0.1:9/track.png) **loud** [click](http://127.0.0.1:9/)"
+    gallery = fixtures.write_gallery(tmp_path / "hostile.h5", n=8, caption_texts=(hostile,))
+    monkeypatch.setenv("SAT2SOUND_GALLERY", str(gallery))
+    get_settings.cache_clear()
+    at = _go(_app(), "45.0, 7.0")
+    assert _errors(at) == []
+    hits = at.session_state["hits"]
+    assert hits and all(h.caption.startswith(hostile) for h in hits)
+    assert any(t.startswith(hostile) for t in _texts(at))  # shown, as text
+    md = _markdown(at) + "\n".join(str(c.value) for c in at.caption)
+    assert "track.png" not in md and "](http" not in md  # never as Markdown (st.markdown / st.caption)
+    at.toggle(key="concept_on").set_value(True).run()  # the concept explorer's gallery examples too
+    assert not at.exception and _errors(at) == []
+    md = _markdown(at) + "\n".join(str(c.value) for c in at.caption)
+    assert "track.png" not in md
+    assert any(t.startswith("• " + hostile) for t in _texts(at))
