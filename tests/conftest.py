@@ -9,6 +9,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# `precision="auto"` measures this CPU's bf16/fp32 speed-up, which swings from 0.9x to 5x on a loaded
+# 2-core machine; the suite pins it (the value this project's CPUs measure when quiet, so towers run
+# bf16 and synthesis fp32 under auto) so that no test depends on the load. tests/sat2sound_core/common/
+# test_devices.py unsets it to test the measurement itself.
+os.environ.setdefault("SAT2SOUND_BF16_SPEEDUP", "2.0")
+
 
 def _reference_root() -> Path:
     env = os.environ.get("SAT2SOUND_REFERENCE")

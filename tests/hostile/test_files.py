@@ -7,7 +7,6 @@ clear :class:`InputError` (or a clean CLI line), never a traceback, a leaked fil
 from __future__ import annotations
 
 import os
-import resource
 import stat
 import subprocess
 import sys
@@ -227,11 +226,18 @@ def six_minutes_8ch_192k(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _child_peak_mb(code: str, *args: str) -> tuple[str, float]:
-    """Run ``code`` in a fresh Python; its stdout and the peak RSS (MB) of the children so far."""
-    run = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
-                         timeout=300, cwd=Path(__file__).resolve().parents[2])
+    """Run ``code`` in a fresh Python; its stdout and its own peak RSS in MB.
+
+    The child reports ``RUSAGE_SELF`` itself: the parent's ``RUSAGE_CHILDREN`` is the largest child of
+    the whole test session, so an earlier test's subprocess would count here.
+    """
+    probe = "\nimport resource as _r\nprint('PEAK_KB', _r.getrusage(_r.RUSAGE_SELF).ru_maxrss)\n"
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent(code) + probe, *args], capture_output=True,
+                         text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
     assert run.returncode == 0, run.stderr[-3000:]
-    return run.stdout, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out, _, peak_line = run.stdout.rstrip().rpartition("\n")
+    assert peak_line.startswith("PEAK_KB "), run.stdout[-500:]
+    return out + "\n", int(peak_line.split()[1]) / 1024
 
 
 def test_a_long_many_channel_recording_is_read_in_bounded_memory(six_minutes_8ch_192k: Path) -> None:

@@ -18,6 +18,15 @@ INFO_AMX = "processor: 0\nmodel name\t: Intel Xeon\nflags\t\t: fpu avx512f avx51
 INFO_AVX = "processor: 0\nmodel name\t: Intel Xeon\nflags\t\t: fpu avx512f avx512_bf16\n"
 
 
+@pytest.fixture(autouse=True)
+def _measured_not_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/conftest.py pins SAT2SOUND_BF16_SPEEDUP for the rest of the suite; here it is measured."""
+    from sat2sound_core.common.settings import get_settings
+
+    monkeypatch.delenv("SAT2SOUND_BF16_SPEEDUP", raising=False)
+    get_settings.cache_clear()
+
+
 class CountingMeasure:
     """Stands in for the timed matmul pair; counts calls and returns ``ratio``."""
 
