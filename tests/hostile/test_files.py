@@ -228,10 +228,12 @@ def six_minutes_8ch_192k(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _child_peak_mb(code: str, *args: str) -> tuple[str, float]:
     """Run ``code`` in a fresh Python; its stdout and its own peak RSS in MB.
 
-    The child reports ``RUSAGE_SELF`` itself: the parent's ``RUSAGE_CHILDREN`` is the largest child of
-    the whole test session, so an earlier test's subprocess would count here.
+    The child reports its own ``VmHWM`` (peak RSS of its own memory since exec). Neither the parent's
+    ``RUSAGE_CHILDREN`` (the largest child of the whole session) nor the child's ``ru_maxrss`` (which on
+    Linux starts at the parent's RSS when it forked, gigabytes late in the suite) measures the child.
     """
-    probe = "\nimport resource as _r\nprint('PEAK_KB', _r.getrusage(_r.RUSAGE_SELF).ru_maxrss)\n"
+    probe = ("\nfor _l in open('/proc/self/status'):\n    if _l.startswith('VmHWM:'):\n"
+             "        print('PEAK_KB', _l.split()[1])\n")
     run = subprocess.run([sys.executable, "-c", textwrap.dedent(code) + probe, *args], capture_output=True,
                          text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
     assert run.returncode == 0, run.stderr[-3000:]

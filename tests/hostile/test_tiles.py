@@ -97,19 +97,29 @@ def test_retries_and_backoff_stop_at_the_deadline(hostile: HostileServer, monkey
 # --- item 3: bytes and pixels per tile, measured in a child process -------------------------------
 
 _CHILD = r"""
-import json, resource, sys
+import json, sys
 import tiles, tiles.fetch
+
+
+def hwm_kib():
+    # VmHWM is this process's own peak RSS; ru_maxrss would include the parent's RSS at fork time
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 from tiles import TileFetcher, TileFetchError, XYZProvider
 from tiles.mosaic import assemble
 provider = XYZProvider(sys.argv[1], "hostile", max_zoom=20, name="hostile")
 fetcher = TileFetcher(retries=0, timeout=(2.0, 10.0), max_workers=1)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm_kib()
 error = ""
 try:
     assemble(provider, fetcher, 18, 1000 * 256, 1000 * 256, 256, 256)
 except TileFetchError as exc:
     error = str(exc)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm_kib()
 print(json.dumps({"growth_mib": (peak - base) / 1024, "error": error}))
 """
 
