@@ -7,7 +7,7 @@ measured rows alone.
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,21 +43,27 @@ def find_csv(reference: Path | None) -> Path | None:
     return None
 
 
-def read_rows(path: Path | None) -> list[PaperRow]:
-    """The Sat2Sound rows of the CSV (baselines are not something this project runs); [] without it."""
+def sat2sound_rows(path: Path | None) -> Iterator[dict[str, str]]:
+    """The rows of one of the paper's table CSVs whose ``model`` is Sat2Sound (the baselines are not
+    something this project runs); nothing when ``path`` is None or missing."""
     if path is None or not path.is_file():
-        return []
-    rows = []
+        return
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
-            if r.get("model") != "Sat2Sound":
-                continue
-            try:
-                rows.append(PaperRow(r["table"], r["dataset"], r["imagery"], int(r["scale"]), r["metadata"],
-                                     r["composed"], r["task"], float(r["i2x_r10"]), float(r["i2x_median_rank"]),
-                                     float(r["x2i_r10"]), float(r["x2i_median_rank"])))
-            except (KeyError, ValueError):
-                continue
+            if r.get("model") == "Sat2Sound":
+                yield r
+
+
+def read_rows(path: Path | None) -> list[PaperRow]:
+    """The Sat2Sound rows of ``retrieval_tables.csv``; [] without it (rows that do not parse are skipped)."""
+    rows = []
+    for r in sat2sound_rows(path):
+        try:
+            rows.append(PaperRow(r["table"], r["dataset"], r["imagery"], int(r["scale"]), r["metadata"],
+                                 r["composed"], r["task"], float(r["i2x_r10"]), float(r["i2x_median_rank"]),
+                                 float(r["x2i_r10"]), float(r["x2i_median_rank"])))
+        except (KeyError, ValueError):
+            continue
     return rows
 
 

@@ -346,19 +346,16 @@ def find_csv(reference: Path | None) -> Path | None:
 
 
 def read_paper_rows(path: Path | None) -> list[PaperProbeRow]:
-    """The Sat2Sound rows of ``probing_tables.csv``; [] without it."""
-    if path is None or not path.is_file():
-        return []
+    """The Sat2Sound rows of ``probing_tables.csv``; [] without it (rows that do not parse are skipped)."""
+    from sat2sound_core.evaluation.paper import sat2sound_rows
+
     rows = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            if r.get("model") != "Sat2Sound":
-                continue
-            try:
-                rows.append(PaperProbeRow(r["table"], r["modality"], r["benchmark"], r.get("backbone") or "",
-                                          float(r["accuracy_percent"])))
-            except (KeyError, ValueError):
-                continue
+    for r in sat2sound_rows(path):
+        try:
+            rows.append(PaperProbeRow(r["table"], r["modality"], r["benchmark"], r.get("backbone") or "",
+                                      float(r["accuracy_percent"])))
+        except (KeyError, ValueError):
+            continue
     return rows
 
 
