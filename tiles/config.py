@@ -52,7 +52,8 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise TilesConfigError(f"{PREFIX}{name}={raw!r} is not a boolean; use 1/0, true/false, yes/no.")
 
 
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float, *, whole: bool) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float, *, whole: bool,
+            what: str = "usable", hint: str = "") -> float:
     raw = env.get(PREFIX + name, "").strip()
     if not raw:
         return default
@@ -63,7 +64,7 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     if not low <= value <= high or (whole and not value.is_integer()):
         kind = "a whole number" if whole else "a number"
         raise TilesConfigError(
-            f"{PREFIX}{name}={raw!r} is not usable; set {kind} from {low:g} to {high:g} "
+            f"{PREFIX}{name}={raw!r} is not {what}; set {hint}{kind} from {low:g} to {high:g} "
             f"(default {PREFIX}{name}={default:g})."
         )
     return value
@@ -149,19 +150,8 @@ class CustomProviderConfig:
 
 
 def _zoom(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(PREFIX + name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not value.is_integer() or not 0 <= value <= 24:
-        raise TilesConfigError(
-            f"{PREFIX}{name}={raw!r} is not a zoom level; set the deepest zoom the server has imagery for, "
-            f"a whole number from 0 to 24 (e.g. {PREFIX}{name}={default})."
-        )
-    return int(value)
+    return int(_number(env, name, default, 0, 24, whole=True, what="a zoom level",
+                       hint="the deepest zoom the server has imagery for, "))
 
 
 def custom_provider_config(env: Mapping[str, str] | None = None) -> CustomProviderConfig | None:
