@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 from sat2sound_core.common.errors import InputError
 from sat2sound_core.maps.concepts import concept_heatmap
 from sat2sound_core.maps.heatmaps import (
+    Array,
     composed_weights,
     make_heatmap,
     query_relevance,
@@ -192,13 +193,18 @@ def window_note(start_seconds: float, whole_recording: bool) -> str:
 # compute functions of the built-in kinds
 
 
+def _whole_query_map(analysis: ChipAnalysis, weights: Array, label: str, kind: str) -> Heatmap:
+    """The map of a whole query (text, audio, composed): r_p = Σ_c w[c]·s_p[c], with its top 5 codes."""
+    return make_heatmap(query_relevance(analysis.patch_scores, weights), analysis.geometry, label, kind,
+                        top_codes=top_codes(weights, 5))
+
+
 def _text(analysis: ChipAnalysis, inputs: TextInputs) -> Heatmap:
     query = inputs.query
     if not isinstance(query, str) or not query.strip():
         raise InputError("the text query is empty: describe a sound, e.g. 'birds singing'")
     w = analysis.engine.encode_text(query).codebook_weights[0]
-    return make_heatmap(query_relevance(analysis.patch_scores, w), analysis.geometry, query, "text",
-                        top_codes=top_codes(w, 5))
+    return _whole_query_map(analysis, w, query, "text")
 
 
 def _word(analysis: ChipAnalysis, inputs: WordInputs) -> Heatmap:
@@ -220,8 +226,7 @@ def _audio(analysis: ChipAnalysis, inputs: AudioInputs) -> Heatmap:
                                        whole_recording=inputs.whole_recording)
     w = enc.codebook_weights[0]
     label = inputs.label + window_note(inputs.start_seconds, inputs.whole_recording)
-    return make_heatmap(query_relevance(analysis.patch_scores, w), analysis.geometry, label, "audio",
-                        top_codes=top_codes(w, 5))
+    return _whole_query_map(analysis, w, label, "audio")
 
 
 def _composed(analysis: ChipAnalysis, inputs: ComposedInputs) -> Heatmap:
@@ -233,8 +238,7 @@ def _composed(analysis: ChipAnalysis, inputs: ComposedInputs) -> Heatmap:
     c = analysis.engine.encode_text(caption)
     w = composed_weights(a.codebook_weights[0], a.embedding[0], c.codebook_weights[0], c.embedding[0])
     label = f"audio + {caption}" + window_note(inputs.start_seconds, inputs.whole_recording)
-    return make_heatmap(query_relevance(analysis.patch_scores, w), analysis.geometry, label, "composed",
-                        top_codes=top_codes(w, 5))
+    return _whole_query_map(analysis, w, label, "composed")
 
 
 def _concept(analysis: ChipAnalysis, inputs: ConceptInputs) -> Heatmap:
